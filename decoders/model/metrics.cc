@@ -44,6 +44,15 @@ const std::vector<double>& DbDurationBucketsSeconds() {
   return *kBounds;
 }
 
+const std::vector<double>& ServiceGraphBucketsSeconds() {
+  // Tempo's metrics-generator default for traces_service_graph_request_*_seconds
+  // (exponential, 0.1 s doubling 8 times), so dashboards built for Tempo's
+  // series read ours with the same resolution.
+  static const auto* const kBounds =
+      new std::vector<double>{0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8};
+  return *kBounds;
+}
+
 const std::vector<double>& BodySizeBucketsBytes() {
   // The conventions give no advice for body sizes, and the SDK default
   // (0, 5, 10, 25, ... 10000) is made for milliseconds: every body above
@@ -153,9 +162,13 @@ constexpr std::array<std::string_view, kDbAttrCount> kDbAttrKeys = {
     "db.system.name",          "db.namespace",   "db.operation.name", "db.collection.name",
     "db.response.status_code", "server.address", "server.port",       "error.type"};
 
+// Service graph (Tempo / Collector servicegraph): the two services of an edge.
+enum ServiceGraphAttr : size_t { kGraphClient, kGraphServer, kGraphAttrCount };
+constexpr std::array<std::string_view, kGraphAttrCount> kGraphAttrKeys = {"client", "server"};
+
 constexpr size_t kMaxAttrs = std::max<size_t>(
     {static_cast<size_t>(kHttpAttrCount), static_cast<size_t>(kRpcAttrCount),
-     static_cast<size_t>(kDbAttrCount)});
+     static_cast<size_t>(kDbAttrCount), static_cast<size_t>(kGraphAttrCount)});
 using ValueViews = std::array<ValueView, kMaxAttrs>;
 using StoredValues = std::array<StoredValue, kMaxAttrs>;
 
@@ -305,7 +318,11 @@ struct MinMax {
   double max = -kInf;
 };
 
+// One instrument of one series. A histogram uses every field; a sum keeps
+// its total in `count`.
 struct Hist {
+  // The series exists (and is exported, even when a sum is still 0).
+  bool live = false;
   uint64_t count = 0;
   double sum = 0;
   double min = kInf;
@@ -315,16 +332,18 @@ struct Hist {
   std::vector<uint64_t> buckets;  // sized on the first point: bounds + 1
 };
 
-constexpr size_t kInstrumentsPerFamily = 3;
+constexpr size_t kInstrumentsPerFamily = 4;
 
 struct InstrumentDef {
   std::string_view name;
   std::string_view description;
   std::string_view unit;
-  std::shared_ptr<const std::vector<double>> bounds;
+  std::shared_ptr<const std::vector<double>> bounds;  // histograms only
+  MetricType type = MetricType::kHistogram;
+  bool monotonic = false;
 };
 
-// One series, i.e. one attribute set of one resource, holding the histogram
+// One series, i.e. one attribute set of one resource, holding the state
 // of every instrument of its family.
 struct Group {
   uint64_t uid = 0;  // unique for the recorder's life: delta readers key on it
@@ -336,18 +355,26 @@ struct Group {
   std::array<Hist, kInstrumentsPerFamily> hists;
 };
 
-// The series of one span kind's instruments: duration, request body,
-// response body.
+// The series of one span kind's instruments (duration, request body,
+// response body), or of the service graph's.
 struct Family {
   absl::flat_hash_map<SeriesKey, Group, SeriesKeyHash, SeriesKeyEq> groups;
   absl::flat_hash_map<uint64_t, Group> overflow;  // by resource id
   uint64_t next_sweep_ns = 0;
 };
 
-// HTTP server, HTTP client, RPC server, RPC client, DB client.
-constexpr size_t kFamilyCount = 5;
+// HTTP server, HTTP client, RPC server, RPC client, DB client, service graph.
+constexpr size_t kFamilyCount = 6;
 constexpr size_t kRpcFamilyBase = 2;
 constexpr size_t kDbFamily = 4;
+constexpr size_t kGraphFamily = 5;
+// The service graph family's instruments, in Group::hists order.
+enum GraphInstrument : size_t {
+  kGraphRequests,
+  kGraphFailed,
+  kGraphServerSeconds,
+  kGraphClientSeconds
+};
 
 // The attribute keys of a family's series, indexed like its ValueViews.
 const std::string_view* FamilyKeys(size_t family, size_t* count) {
@@ -358,6 +385,10 @@ const std::string_view* FamilyKeys(size_t family, size_t* count) {
   if (family == kDbFamily) {
     *count = kDbAttrCount;
     return kDbAttrKeys.data();
+  }
+  if (family == kGraphFamily) {
+    *count = kGraphAttrCount;
+    return kGraphAttrKeys.data();
   }
   *count = kRpcAttrCount;
   return kRpcAttrKeys.data();
@@ -588,6 +619,19 @@ const std::shared_ptr<const Resource>& EmptyResource() {
   return *kEmpty;
 }
 
+// The service graph's resource until the agent sets its own.
+const std::shared_ptr<const Resource>& DefaultServiceGraphResource() {
+  static const auto* const kLoupe = new std::shared_ptr<const Resource>([] {
+    auto r = std::make_shared<Resource>();
+    r->attributes.Set("service.name", "loupe");
+    return r;
+  }());
+  return *kLoupe;
+}
+
+// A duration as measured, or 0 when it is none (negative, NaN).
+double Seconds(double seconds) { return seconds >= 0 ? seconds : 0; }
+
 }  // namespace
 
 // Delta readers' min/max slots. Shared between the recorder and its readers
@@ -617,7 +661,7 @@ struct PointMeta {
 struct DeltaReader::Previous {
   struct Values {
     uint64_t count = 0;
-    double sum = 0;
+    double sum = 0;  // a histogram's sum, or a sum's value
     std::vector<uint64_t> buckets;
   };
   std::shared_ptr<SlotPool> pool;  // identifies the recorder read
@@ -640,35 +684,58 @@ struct MetricsRecorder::Impl {
     auto bytes = SharedBounds(BodySizeBucketsBytes());
     auto rpc_duration = SharedBounds(RpcDurationBucketsMilliseconds());
     auto db_duration = SharedBounds(DbDurationBucketsSeconds());
+    auto graph_duration = SharedBounds(ServiceGraphBucketsSeconds());
+    // Slots a family does not use stay empty: a series there never becomes
+    // live, so it is never exported.
     return {FamilyInstruments{InstrumentDef{"http.server.request.duration",
                                             "Duration of HTTP server requests.", "s", duration},
                               InstrumentDef{"http.server.request.body.size",
                                             "Size of HTTP server request bodies.", "By", bytes},
                               InstrumentDef{"http.server.response.body.size",
-                                            "Size of HTTP server response bodies.", "By", bytes}},
+                                            "Size of HTTP server response bodies.", "By", bytes},
+                              InstrumentDef{}},
             FamilyInstruments{InstrumentDef{"http.client.request.duration",
                                             "Duration of HTTP client requests.", "s", duration},
                               InstrumentDef{"http.client.request.body.size",
                                             "Size of HTTP client request bodies.", "By", bytes},
                               InstrumentDef{"http.client.response.body.size",
-                                            "Size of HTTP client response bodies.", "By", bytes}},
-            // RPC families measure duration only (their other slots stay
-            // unused: a histogram with no point is never exported).
+                                            "Size of HTTP client response bodies.", "By", bytes},
+                              InstrumentDef{}},
+            // RPC and DB families measure duration only.
             FamilyInstruments{InstrumentDef{"rpc.server.duration",
                                             "Measures the duration of inbound RPC.", "ms",
                                             rpc_duration},
-                              InstrumentDef{}, InstrumentDef{}},
+                              InstrumentDef{}, InstrumentDef{}, InstrumentDef{}},
             FamilyInstruments{InstrumentDef{"rpc.client.duration",
                                             "Measures the duration of outbound RPC.", "ms",
                                             rpc_duration},
-                              InstrumentDef{}, InstrumentDef{}},
+                              InstrumentDef{}, InstrumentDef{}, InstrumentDef{}},
             FamilyInstruments{InstrumentDef{"db.client.operation.duration",
                                             "Duration of database client operations.", "s",
                                             db_duration},
-                              InstrumentDef{}, InstrumentDef{}}};
+                              InstrumentDef{}, InstrumentDef{}, InstrumentDef{}},
+            // Names, units and buckets as Tempo's metrics-generator and the
+            // Collector's servicegraph connector write them (the names are
+            // already Prometheus names; the Prometheus translation leaves
+            // them as they are). In GraphInstrument order.
+            FamilyInstruments{
+                InstrumentDef{"traces_service_graph_request_total",
+                              "Total count of requests between two nodes.", "{request}", nullptr,
+                              MetricType::kSum, true},
+                InstrumentDef{"traces_service_graph_request_failed_total",
+                              "Total count of failed requests between two nodes.", "{request}",
+                              nullptr, MetricType::kSum, true},
+                InstrumentDef{"traces_service_graph_request_server_seconds",
+                              "Time for a request between two nodes as seen from the server.",
+                              "s", graph_duration},
+                InstrumentDef{"traces_service_graph_request_client_seconds",
+                              "Time for a request between two nodes as seen from the client.",
+                              "s", graph_duration}}};
   }
 
   void Record(const Span& span);
+  void RecordEdge(const ServiceGraphEdge& edge);
+  void SetGraphResource(std::shared_ptr<const Resource> resource);
   MetricsSnapshot Collect(uint64_t now_unix_ns, DeltaReader::Previous* reader,
                           std::vector<PointMeta>* meta);
   MetricsStats Stats();
@@ -682,19 +749,26 @@ struct MetricsRecorder::Impl {
   uint64_t Now() const { return options.now_unix_ns ? options.now_unix_ns() : RealtimeNowNs(); }
   void Observe(Hist& h, const std::vector<double>& bounds, double value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void Add(Hist& h, uint64_t increment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::optional<uint64_t> KnownResourceId(const std::shared_ptr<const Resource>& resource)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   uint64_t EnsureResourceId(const std::shared_ptr<const Resource>& resource)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  Group* NewGroup(Family& family, const std::shared_ptr<const Resource>& resource,
-                  size_t family_index, const HttpMeasurement& m, bool* overflow)
+  // The series of `values` (hashing to `values_hash`) in family `f`: an
+  // existing one, a new one, or the resource's overflow series (*overflow
+  // set); nullptr when even that cannot be made.
+  Group* SeriesFor(size_t f, const std::shared_ptr<const Resource>& resource,
+                   const ValueViews& values, size_t values_hash, bool* overflow)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  Group* NewGroup(Family& family, const std::shared_ptr<const Resource>& resource,
+                  size_t family_index, const ValueViews& values, size_t values_hash,
+                  bool* overflow) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void Sweep(Family& family) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void Forget(const Group& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   const MetricsOptions options;
   const std::shared_ptr<SlotPool> pool;
-  // Per family (server, client), in the order of Group::hists.
+  // Per family, in the order of Group::hists.
   const std::array<FamilyInstruments, kFamilyCount> instruments;
 
   // Recording (decoding thread) and collection (exporter threads) meet
@@ -716,11 +790,14 @@ struct MetricsRecorder::Impl {
   uint64_t next_uid ABSL_GUARDED_BY(mu) = 1;
   uint64_t latest_span_ns ABSL_GUARDED_BY(mu) = 0;
   MetricsStats stats ABSL_GUARDED_BY(mu);
+  std::shared_ptr<const Resource> graph_resource ABSL_GUARDED_BY(mu) =
+      DefaultServiceGraphResource();
 };
 
 void MetricsRecorder::Impl::Observe(Hist& h, const std::vector<double>& bounds, double value) {
-  if (h.count == 0) {
+  if (!h.live) {
     // A new series for this instrument: the only allocation on this path.
+    h.live = true;
     h.buckets.assign(bounds.size() + 1, 0);
     ++stats.series;
   }
@@ -737,6 +814,14 @@ void MetricsRecorder::Impl::Observe(Hist& h, const std::vector<double>& bounds, 
   const size_t bucket =
       static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin());
   ++h.buckets[bucket];
+}
+
+void MetricsRecorder::Impl::Add(Hist& h, uint64_t increment) {
+  if (!h.live) {
+    h.live = true;
+    ++stats.series;
+  }
+  h.count += increment;
 }
 
 std::optional<uint64_t> MetricsRecorder::Impl::KnownResourceId(
@@ -765,7 +850,7 @@ uint64_t MetricsRecorder::Impl::EnsureResourceId(const std::shared_ptr<const Res
 
 void MetricsRecorder::Impl::Forget(const Group& group) {
   for (const Hist& h : group.hists) {
-    if (h.count > 0) {
+    if (h.live) {
       --stats.series;
       ++stats.series_evicted;
     }
@@ -811,16 +896,27 @@ void MetricsRecorder::Impl::Sweep(Family& family) {
   if (removed) by_pointer.clear();
 }
 
+Group* MetricsRecorder::Impl::SeriesFor(size_t f, const std::shared_ptr<const Resource>& resource,
+                                        const ValueViews& values, size_t values_hash,
+                                        bool* overflow) {
+  Family& family = families[f];
+  if (std::optional<uint64_t> rid = KnownResourceId(resource)) {
+    auto it = family.groups.find(SeriesKeyView{*rid, &values, SeriesHash(values_hash, *rid)});
+    if (it != family.groups.end()) return &it->second;
+  }
+  return NewGroup(family, resource, f, values, values_hash, overflow);
+}
+
 Group* MetricsRecorder::Impl::NewGroup(Family& family,
                                        const std::shared_ptr<const Resource>& resource,
-                                       size_t family_index, const HttpMeasurement& m,
-                                       bool* overflow) {
+                                       size_t family_index, const ValueViews& values,
+                                       size_t values_hash, bool* overflow) {
   if (family.groups.size() >= options.max_series) Sweep(family);
   if (family.groups.size() < options.max_series) {
     const uint64_t rid = EnsureResourceId(resource);
     SeriesKey key;
     key.resource = rid;
-    key.hash = SeriesHash(m.values_hash, rid);
+    key.hash = SeriesHash(values_hash, rid);
     Group group;
     group.uid = next_uid++;
     group.resource = rid;
@@ -830,7 +926,7 @@ Group* MetricsRecorder::Impl::NewGroup(Family& family,
     auto attributes = std::make_shared<Attributes>();
     attributes->Reserve(key_count);
     for (size_t i = 0; i < key_count; ++i) {
-      const ValueView& v = m.values[i];
+      const ValueView& v = values[i];
       StoredValue& s = key.values[i];
       s.type = v.type;
       if (v.type == ValueType::kString) {
@@ -886,17 +982,11 @@ void MetricsRecorder::Impl::Record(const Span& span) {
   const uint64_t points = 1 + (m.has_request_body ? 1 : 0) + (m.has_response_body ? 1 : 0);
 
   std::lock_guard<std::mutex> lock(mu);
-  Family& family = families[f];
   const FamilyInstruments& defs = instruments[f];
   latest_span_ns = std::max(latest_span_ns, span.end_unix_ns);
   stats.points_recorded += points;
-  Group* group = nullptr;
-  if (std::optional<uint64_t> rid = KnownResourceId(resource)) {
-    auto it = family.groups.find(SeriesKeyView{*rid, &m.values, SeriesHash(m.values_hash, *rid)});
-    if (it != family.groups.end()) group = &it->second;
-  }
   bool overflow = false;
-  if (group == nullptr) group = NewGroup(family, resource, f, m, &overflow);
+  Group* group = SeriesFor(f, resource, m.values, m.values_hash, &overflow);
   if (group == nullptr) {
     stats.dropped_points += points;
     return;
@@ -906,6 +996,42 @@ void MetricsRecorder::Impl::Record(const Span& span) {
   Observe(group->hists[0], *defs[0].bounds, m.duration_s);
   if (m.has_request_body) Observe(group->hists[1], *defs[1].bounds, m.request_body);
   if (m.has_response_body) Observe(group->hists[2], *defs[2].bounds, m.response_body);
+}
+
+void MetricsRecorder::Impl::RecordEdge(const ServiceGraphEdge& edge) {
+  ValueViews values;
+  values[kGraphClient] = ValueView{ValueType::kString, edge.client, 0};
+  values[kGraphServer] = ValueView{ValueType::kString, edge.server, 0};
+  const size_t values_hash = absl::Hash<HashableViews>{}(HashableViews{&values});
+  // The request, both durations, and the failure if any.
+  const uint64_t points = edge.failed ? 4 : 3;
+
+  std::lock_guard<std::mutex> lock(mu);
+  const FamilyInstruments& defs = instruments[kGraphFamily];
+  stats.points_recorded += points;
+  bool overflow = false;
+  Group* group = SeriesFor(kGraphFamily, graph_resource, values, values_hash, &overflow);
+  if (group == nullptr) {
+    stats.dropped_points += points;
+    return;
+  }
+  if (overflow) stats.overflow_points += points;
+  // An edge has no time of its own: it was joined just now, i.e. at about
+  // the newest span end seen.
+  group->last_span_ns = std::max(group->last_span_ns, latest_span_ns);
+  Add(group->hists[kGraphRequests], 1);
+  // Made at 0 with the pair's first request: Grafana divides failed by total.
+  Add(group->hists[kGraphFailed], edge.failed ? 1 : 0);
+  Observe(group->hists[kGraphServerSeconds], *defs[kGraphServerSeconds].bounds,
+          Seconds(edge.server_seconds));
+  Observe(group->hists[kGraphClientSeconds], *defs[kGraphClientSeconds].bounds,
+          Seconds(edge.client_seconds));
+}
+
+void MetricsRecorder::Impl::SetGraphResource(std::shared_ptr<const Resource> resource) {
+  if (resource == nullptr) resource = DefaultServiceGraphResource();
+  std::lock_guard<std::mutex> lock(mu);
+  graph_resource = std::move(resource);
 }
 
 MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader::Previous* reader,
@@ -967,7 +1093,7 @@ MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader
     auto copy = [&](size_t f, bool overflow, Group& g) {
       for (size_t i = 0; i < kInstrumentsPerFamily; ++i) {
         Hist& h = g.hists[i];
-        if (h.count == 0) continue;
+        if (!h.live) continue;
         Raw r{g.resource,       f,       overflow, g.uid, i,     g.attributes,
               g.start_unix_ns,  h.count, h.sum,    h.min, h.max, buckets.size(),
               h.buckets.size(), false,   MinMax{}};
@@ -1010,9 +1136,28 @@ MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader
       data.name = std::string(def.name);
       data.description = std::string(def.description);
       data.unit = std::string(def.unit);
+      data.type = def.type;
       data.temporality = Temporality::kCumulative;
+      data.monotonic = def.monotonic;
       data.bounds = def.bounds;
       rm.metrics.push_back(std::move(data));
+    }
+    if (meta != nullptr) {
+      PointMeta pm;
+      pm.uid = r.uid;
+      pm.instrument = static_cast<uint32_t>(r.family * kInstrumentsPerFamily + r.instrument);
+      pm.slot_valid = r.slot_valid;
+      pm.since_previous = r.since_previous;
+      meta->push_back(pm);
+    }
+    if (rm.metrics.back().type == MetricType::kSum) {
+      SumPoint p;
+      p.attributes = *r.attributes;
+      p.start_unix_ns = std::min(r.start_unix_ns, now_unix_ns);
+      p.time_unix_ns = now_unix_ns;
+      p.value = static_cast<double>(r.count);
+      rm.metrics.back().sum_points.push_back(std::move(p));
+      continue;
     }
     HistogramPoint p;
     p.attributes = *r.attributes;
@@ -1025,14 +1170,6 @@ MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader
     p.bucket_counts.assign(buckets.begin() + static_cast<ptrdiff_t>(r.buckets_at),
                            buckets.begin() + static_cast<ptrdiff_t>(r.buckets_at + r.buckets_size));
     rm.metrics.back().points.push_back(std::move(p));
-    if (meta != nullptr) {
-      PointMeta pm;
-      pm.uid = r.uid;
-      pm.instrument = static_cast<uint32_t>(r.family * kInstrumentsPerFamily + r.instrument);
-      pm.slot_valid = r.slot_valid;
-      pm.since_previous = r.since_previous;
-      meta->push_back(pm);
-    }
   }
   return snapshot;
 }
@@ -1051,6 +1188,14 @@ MetricsRecorder::~MetricsRecorder() = default;
 void MetricsRecorder::Consume(Span&& span) { impl_->Record(span); }
 
 void MetricsRecorder::Record(const Span& span) { impl_->Record(span); }
+
+void MetricsRecorder::RecordServiceGraphEdge(const ServiceGraphEdge& edge) {
+  impl_->RecordEdge(edge);
+}
+
+void MetricsRecorder::SetServiceGraphResource(std::shared_ptr<const Resource> resource) {
+  impl_->SetGraphResource(std::move(resource));
+}
 
 MetricsSnapshot MetricsRecorder::CollectCumulative(uint64_t now_unix_ns) const {
   return impl_->Collect(now_unix_ns, nullptr, nullptr);
@@ -1081,8 +1226,27 @@ MetricsSnapshot DeltaReader::Collect(const MetricsRecorder& recorder, uint64_t n
       delta.name = std::move(data.name);
       delta.description = std::move(data.description);
       delta.unit = std::move(data.unit);
+      delta.type = data.type;
       delta.temporality = Temporality::kDelta;
+      delta.monotonic = data.monotonic;
       delta.bounds = data.bounds;
+      for (SumPoint& p : data.sum_points) {
+        const PointMeta& pm = meta[index++];
+        const std::pair<uint64_t, uint32_t> key{pm.uid, pm.instrument};
+        auto before = prev.values.find(key);
+        const bool is_new = before == prev.values.end();
+        SumPoint d;
+        d.attributes = std::move(p.attributes);
+        // New to this reader: everything since the series' start.
+        d.start_unix_ns = is_new ? p.start_unix_ns : prev.last_time_ns;
+        d.time_unix_ns = now_unix_ns;
+        // Exact: counts are integers far below 2^53.
+        d.value = is_new ? p.value : p.value - before->second.sum;
+        next[key] = Previous::Values{0, p.value, {}};
+        // A new series is news even at 0 (a pair's failed counter).
+        if (!is_new && d.value == 0) continue;
+        delta.sum_points.push_back(std::move(d));
+      }
       for (HistogramPoint& p : data.points) {
         const PointMeta& pm = meta[index++];
         const std::pair<uint64_t, uint32_t> key{pm.uid, pm.instrument};
@@ -1116,7 +1280,7 @@ MetricsSnapshot DeltaReader::Collect(const MetricsRecorder& recorder, uint64_t n
         if (d.count == 0) continue;
         delta.points.push_back(std::move(d));
       }
-      if (!delta.points.empty()) delta_rm.metrics.push_back(std::move(delta));
+      if (delta.point_count() > 0) delta_rm.metrics.push_back(std::move(delta));
     }
     if (!delta_rm.metrics.empty()) out.resources.push_back(std::move(delta_rm));
   }

@@ -1,5 +1,6 @@
-// RED metrics: histograms aggregated from finished spans, independent of any
-// wire format (OTLP and Prometheus exporters read snapshots of them).
+// RED metrics: histograms aggregated from finished spans, and service graph
+// counters and histograms from joined span pairs, independent of any wire
+// format (OTLP and Prometheus exporters read snapshots of them).
 //
 // Instruments follow the OpenTelemetry semantic conventions for HTTP:
 //   http.server.request.duration, http.client.request.duration   (s)
@@ -10,6 +11,17 @@
 // v1.37 RPC conventions that the RPC span attributes follow), and for
 // database CLIENT spans (db.system.name set) db.client.operation.duration.
 //
+// Service graph: RecordServiceGraphEdge takes one CLIENT/SERVER span pair
+// that the caller joined, and keeps the four series Grafana's service graph
+// reads, named exactly as Tempo's metrics-generator and the OpenTelemetry
+// Collector's servicegraph connector name them:
+//   traces_service_graph_request_total           counter (monotonic Sum)
+//   traces_service_graph_request_failed_total    counter (monotonic Sum)
+//   traces_service_graph_request_server_seconds  histogram (s)
+//   traces_service_graph_request_client_seconds  histogram (s)
+// with attributes `client` and `server` only, under the agent's own resource
+// (SetServiceGraphResource), not a traced process's.
+//
 // Cardinality is bounded per instrument: past `max_series` attribute sets
 // (resource included), points go to one overflow series per resource whose
 // only attribute is otel.metric.overflow=true, and each such point is
@@ -17,7 +29,8 @@
 // span's duration and body sizes carry the same attributes), so they share
 // one table and overflow together: the duration instrument, recorded for
 // every span, reaches exactly `max_series` series; a body size instrument
-// never has more. Series idle for `idle_series_ns` make room for new ones
+// never has more. The four service graph instruments share one table the
+// same way. Series idle for `idle_series_ns` make room for new ones
 // when a table is full, so processes that come and go (each a resource) do
 // not pin the table forever.
 #ifndef LOUPE_DECODERS_MODEL_METRICS_H_
@@ -33,6 +46,10 @@
 namespace loupe {
 
 enum class Temporality : uint8_t { kCumulative, kDelta };
+
+// The OTLP data kinds Loupe produces: explicit-bucket histograms, and sums
+// (counters when monotonic).
+enum class MetricType : uint8_t { kHistogram, kSum };
 
 struct HistogramPoint {
   Attributes attributes;               // the series' attributes (not the resource)
@@ -50,13 +67,32 @@ struct HistogramPoint {
   bool has_min_max = true;
 };
 
+// One series of a Sum.
+struct SumPoint {
+  Attributes attributes;       // the series' attributes (not the resource)
+  uint64_t start_unix_ns = 0;  // cumulative: series start; delta: previous collection
+  uint64_t time_unix_ns = 0;   // collection time
+  // Cumulative: the total since start_unix_ns; delta: the change since the
+  // previous collection. Counts are integers, exact as doubles below 2^53
+  // (and a double is what OTLP as_double and Prometheus carry).
+  double value = 0;
+};
+
 struct MetricData {
   std::string name;         // "http.server.request.duration"
   std::string description;
-  std::string unit;         // "s", "By"
+  std::string unit;         // "s", "By", "{request}"
+  MetricType type = MetricType::kHistogram;
   Temporality temporality = Temporality::kCumulative;
-  std::shared_ptr<const std::vector<double>> bounds;  // explicit bucket boundaries
-  std::vector<HistogramPoint> points;
+  bool monotonic = false;   // kSum: only ever grows (a counter)
+  std::shared_ptr<const std::vector<double>> bounds;  // kHistogram: explicit bucket boundaries
+  // The points of `type`; the other vector stays empty.
+  std::vector<HistogramPoint> points;  // kHistogram
+  std::vector<SumPoint> sum_points;    // kSum
+
+  size_t point_count() const {
+    return type == MetricType::kSum ? sum_points.size() : points.size();
+  }
 };
 
 struct ResourceMetrics {
@@ -100,6 +136,18 @@ const std::vector<double>& DurationBucketsSeconds();  // 0.005 ... 10
 const std::vector<double>& BodySizeBucketsBytes();
 const std::vector<double>& RpcDurationBucketsMilliseconds();  // 0, 5 ... 10000
 const std::vector<double>& DbDurationBucketsSeconds();        // 0.001 ... 10    // 0, 64, 256, ... 67108864
+// Tempo's metrics-generator default for the service graph histograms.
+const std::vector<double>& ServiceGraphBucketsSeconds();  // 0.1, 0.2, 0.4 ... 12.8
+
+// One request between two services: a CLIENT span and the SERVER span it
+// called, joined by the caller.
+struct ServiceGraphEdge {
+  std::string client;         // service.name of the CLIENT span's process
+  std::string server;         // service.name of the SERVER span's process
+  bool failed = false;        // either span has status ERROR
+  double client_seconds = 0;  // CLIENT span duration
+  double server_seconds = 0;  // SERVER span duration
+};
 
 // Consumes finished spans (before any sampling) and aggregates them.
 // Collect() may be called for several readers; each reader that wants delta
@@ -114,6 +162,20 @@ class MetricsRecorder : public SpanConsumer {
   // Records what the span says without taking it (for a fan-out that passes
   // the same span on to exporters).
   void Record(const Span& span);
+
+  // One joined client/server pair: counts a request (and a failure) between
+  // the two services and records both durations (negative or NaN ones as 0).
+  // The pair's failed counter starts at 0 with its first request, so that
+  // failed / total is defined for every pair. Series are bounded by
+  // max_series like the RED instruments, and counted in the same stats: one
+  // edge is 3 measurements, 4 when failed. An edge carries no time of its
+  // own; for idle eviction it counts as measured at the newest span end the
+  // recorder has seen.
+  void RecordServiceGraphEdge(const ServiceGraphEdge& edge);
+  // The resource of the service graph series: the agent's own. nullptr or
+  // never set: a resource with only service.name="loupe". Call it before the
+  // first edge; series made before keep their resource until they go idle.
+  void SetServiceGraphResource(std::shared_ptr<const Resource> resource);
 
   // Cumulative state of every series at now_unix_ns.
   MetricsSnapshot CollectCumulative(uint64_t now_unix_ns) const;
@@ -132,9 +194,10 @@ class MetricsRecorder : public SpanConsumer {
 // Turns successive cumulative snapshots into deltas for one reader: each
 // point covers what was measured since this reader's previous Collect
 // (start_unix_ns = that collection's time; for a series created since, its
-// creation time). Series with nothing new are left out. Use one reader with
-// one recorder (a different recorder starts it afresh). Not thread-safe
-// itself: one reader per exporter thread.
+// creation time). Series with nothing new are left out, except that a sum
+// series new to the reader is reported even at 0 (a pair's failed counter).
+// Use one reader with one recorder (a different recorder starts it afresh).
+// Not thread-safe itself: one reader per exporter thread.
 class DeltaReader {
  public:
   DeltaReader() = default;

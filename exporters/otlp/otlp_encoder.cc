@@ -578,6 +578,23 @@ void FillHistogram(const MetricData& metric, uint64_t snapshot_time,
   }
 }
 
+void FillSum(const MetricData& metric, uint64_t snapshot_time, metrics_pb::Sum* sum) {
+  sum->set_aggregation_temporality(ToProto(metric.temporality));
+  sum->set_is_monotonic(metric.monotonic);
+  sum->mutable_data_points()->Reserve(static_cast<int>(metric.sum_points.size()));
+  for (const SumPoint& point : metric.sum_points) {
+    metrics_pb::NumberDataPoint* p = sum->add_data_points();
+    AddAttributes(point.attributes, p->mutable_attributes());
+    p->set_start_time_unix_nano(point.start_unix_ns);
+    p->set_time_unix_nano(point.time_unix_ns != 0 ? point.time_unix_ns : snapshot_time);
+    // as_double rather than as_int: the pre-1.0 schema (what old collectors
+    // run) reads Metric field 7 as DoubleSum, whose point value is field 4,
+    // i.e. as_double; an as_int (6) would decode there as a silent 0. Counts
+    // are exact as doubles below 2^53.
+    p->set_as_double(point.value);
+  }
+}
+
 }  // namespace
 
 std::string EncodeTraceRequest(std::span<const Span> spans) {
@@ -679,7 +696,7 @@ std::string EncodeMetricsRequest(const MetricsSnapshot& snapshot) {
     for (const MetricData& metric : resource_metrics.metrics) {
       // A Metric without points tells a receiver nothing; a resource without
       // such metrics gets no ResourceMetrics at all.
-      if (metric.points.empty()) continue;
+      if (metric.point_count() == 0) continue;
       if (scope == nullptr) {
         const Resource* resource = resource_metrics.resource.get();
         const auto [group, created] = grouper.Find(resource);
@@ -699,7 +716,11 @@ std::string EncodeMetricsRequest(const MetricsSnapshot& snapshot) {
       out->set_name(WellFormed(metric.name));
       out->set_description(WellFormed(metric.description));
       out->set_unit(WellFormed(metric.unit));
-      FillHistogram(metric, snapshot.time_unix_ns, out->mutable_histogram());
+      if (metric.type == MetricType::kSum) {
+        FillSum(metric, snapshot.time_unix_ns, out->mutable_sum());
+      } else {
+        FillHistogram(metric, snapshot.time_unix_ns, out->mutable_histogram());
+      }
     }
   }
   return request->SerializeAsString();

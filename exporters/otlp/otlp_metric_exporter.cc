@@ -17,7 +17,7 @@ uint64_t SystemUnixNowNs() {
 uint64_t CountPoints(const MetricsSnapshot& snapshot) {
   uint64_t points = 0;
   for (const ResourceMetrics& resource : snapshot.resources) {
-    for (const MetricData& metric : resource.metrics) points += metric.points.size();
+    for (const MetricData& metric : resource.metrics) points += metric.point_count();
   }
   return points;
 }

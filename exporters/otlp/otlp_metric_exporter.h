@@ -44,9 +44,9 @@ struct OtlpMetricExporterStats {
   uint64_t collections = 0;      // snapshots taken
   uint64_t empty_skipped = 0;    // snapshots with no point, not sent
   uint64_t exports = 0;          // requests the server accepted
-  uint64_t points_exported = 0;  // histogram points in them
+  uint64_t points_exported = 0;  // data points (histogram and sum) in them
   uint64_t exports_failed = 0;   // snapshots given up (retries expired, rejected, shutdown)
-  uint64_t points_dropped = 0;   // histogram points in them
+  uint64_t points_dropped = 0;   // data points in them
   uint64_t export_errors = 0;    // failed requests (every attempt)
   uint64_t export_retries = 0;   // attempts after a retryable failure
 };

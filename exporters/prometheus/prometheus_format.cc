@@ -295,6 +295,30 @@ void AddHistogram(FamilyBuilder& fb, Labels labels, const HistogramPoint& p,
   }
 }
 
+// A counter (monotonic sum) or gauge (non-monotonic sum) sample; series
+// with the same labels add up, as histograms do.
+void AddNumber(FamilyBuilder& fb, Labels labels, double value, bool counter) {
+  std::string key = SeriesKey(labels);
+  auto [it, inserted] = fb.series.try_emplace(std::move(key), fb.family.metric.size());
+  if (inserted) {
+    prometheus::ClientMetric m;
+    m.label = std::move(labels);
+    if (counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    fb.family.metric.push_back(std::move(m));
+    return;
+  }
+  prometheus::ClientMetric& into = fb.family.metric[it->second];
+  if (counter) {
+    into.counter.value += value;
+  } else {
+    into.gauge.value += value;
+  }
+}
+
 }  // namespace
 
 std::string PrometheusMetricName(std::string_view name, std::string_view unit, bool counter) {
@@ -354,6 +378,21 @@ std::vector<prometheus::MetricFamily> ToMetricFamilies(const MetricsSnapshot& sn
     const auto identity = IdentityOf(rm.resource.get());
     for (const MetricData& data : rm.metrics) {
       if (data.temporality != Temporality::kCumulative) continue;
+      if (data.type == MetricType::kSum) {
+        // Monotonic cumulative sums are counters (named with _total), other
+        // sums gauges (specification, "Sums").
+        const bool counter = data.monotonic;
+        FamilyBuilder* fb = builder.Family(
+            PrometheusMetricName(data.name, data.unit, counter), data.description,
+            counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge);
+        if (fb == nullptr) continue;
+        for (const SumPoint& p : data.sum_points) {
+          std::vector<std::pair<std::string, std::string>> pairs = identity;
+          AppendAttributes(p.attributes, &pairs);
+          AddNumber(*fb, ToLabels(std::move(pairs)), p.value, counter);
+        }
+        continue;
+      }
       FamilyBuilder* fb = builder.Family(PrometheusMetricName(data.name, data.unit),
                                          data.description, prometheus::MetricType::Histogram);
       if (fb == nullptr) continue;

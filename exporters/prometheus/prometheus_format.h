@@ -5,6 +5,10 @@
 //   http.server.request.duration (unit s)  -> http_server_request_duration_seconds
 //                                             {_bucket{le=...}, _sum, _count}
 //   http.server.request.body.size (unit By) -> http_server_request_body_size_bytes
+//   monotonic sum traces_service_graph_request_total (unit {request})
+//                                           -> counter traces_service_graph_request_total
+//   (a counter gets "_total" unless its name has it; a non-monotonic sum is a
+//   gauge; names that already end in their unit word keep it once)
 //   attribute keys                          -> labels, invalid characters as "_"
 //   otel.metric.overflow=true               -> otel_metric_overflow="true"
 //
@@ -53,7 +57,7 @@ std::string PrometheusLabelName(std::string_view key);
 // back the same, booleans as "true"/"false".
 std::string PrometheusLabelValue(const AttributeValue& value);
 
-// Every family of the exposition (histograms, target_info, self metrics),
+// Every family of the exposition (histograms, sums, target_info, self metrics),
 // sorted by name; series in snapshot order. Series that end up with identical
 // label sets (two resources telling apart only by attributes that are not
 // labels) are merged, so the exposition never repeats a series. HELP texts

@@ -466,6 +466,84 @@ void ExpectLegacyUnknownFields(const Json& unknown) {
   EXPECT_EQ(doubles[curl_duration + "[0]#12"], 0.375);
 }
 
+// The service graph counters (otlp_samples::ServiceGraphSnapshot). The
+// current generation decodes them as Sum with NumberDataPoint.as_double; the
+// legacy one reads Metric field 7 as DoubleSum, whose DoubleDataPoint.value
+// (4) is as_double's number, so the counts survive there too, and the only
+// fields it does not know are the points' attributes (7).
+void ExpectServiceGraphSums(const Json& entry, Generation g) {
+  const Json& request = entry["request"];
+  ASSERT_TRUE(request.contains("resourceMetrics")) << request.dump();
+  ASSERT_EQ(request["resourceMetrics"].size(), 1u) << request.dump();
+  const Json& agent = request["resourceMetrics"][0];
+  EXPECT_EQ(Typed(agent["resource"]["attributes"]),
+            (std::map<std::string, std::string>{{"service.name", "stringValue:loupe"},
+                                                {"host.name", "stringValue:node-1"}}));
+  ASSERT_EQ(agent[g.scope_metrics()].size(), 1u);
+  const Json& scope = agent[g.scope_metrics()][0];
+  ExpectScope(scope[g.scope()]);
+  const Json& metrics = scope["metrics"];
+  ASSERT_EQ(metrics.size(), 2u);
+  const char* arm = g.current ? "sum" : "doubleSum";
+  const char* value = g.current ? "asDouble" : "value";
+  struct Want {
+    const char* name;
+    double shop_db;
+    double web_shop;
+  };
+  const Want wants[] = {{"traces_service_graph_request_total", 9007199254740991.0, 1},
+                        {"traces_service_graph_request_failed_total", 2, 0}};
+  for (size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(wants[i].name);
+    const Json& metric = metrics[i];
+    EXPECT_EQ(metric["name"], wants[i].name);
+    EXPECT_EQ(metric["unit"], "{request}");
+    EXPECT_EQ(metric["data"], arm) << "the oneof arm of Metric.data";
+    EXPECT_EQ(metric[arm]["aggregationTemporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE");
+    EXPECT_EQ(metric[arm]["isMonotonic"], true);
+    const Json& points = metric[arm]["dataPoints"];
+    ASSERT_EQ(points.size(), 2u);
+    const double values[] = {wants[i].shop_db, wants[i].web_shop};
+    for (size_t k = 0; k < 2; ++k) {
+      EXPECT_EQ(points[k]["startTimeUnixNano"], "1795293080000000001");
+      EXPECT_EQ(points[k]["timeUnixNano"], "1795293140000000000");
+      EXPECT_EQ(points[k].value(value, -1.0), values[k]) << points[k].dump();
+      if (g.current) {
+        EXPECT_EQ(points[k]["value"], "asDouble") << "the oneof arm of the value";
+      }
+    }
+    if (g.current) {
+      EXPECT_EQ(Typed(points[0]["attributes"]),
+                (std::map<std::string, std::string>{{"client", "stringValue:shop"},
+                                                    {"server", "stringValue:db"}}));
+      EXPECT_EQ(Typed(points[1]["attributes"]),
+                (std::map<std::string, std::string>{{"client", "stringValue:web"},
+                                                    {"server", "stringValue:shop"}}));
+    }
+  }
+  if (g.current) {
+    EXPECT_EQ(entry["unknownFields"], Json::array()) << entry["unknownFields"].dump();
+    return;
+  }
+  std::multiset<std::string> seen;
+  for (const Json& f : entry["unknownFields"]) {
+    EXPECT_EQ(f["field"], 7) << f.dump();
+    EXPECT_EQ(f["wireType"], 2) << f.dump();  // length-delimited KeyValue
+    seen.insert(f["path"].get<std::string>());
+  }
+  std::multiset<std::string> expected;
+  for (int m = 0; m < 2; ++m) {
+    for (int k = 0; k < 2; ++k) {
+      const std::string path = ".resourceMetrics[0].instrumentationLibraryMetrics[0].metrics[" +
+                               std::to_string(m) + "].doubleSum.dataPoints[" +
+                               std::to_string(k) + "]";
+      expected.insert(path);  // client
+      expected.insert(path);  // server
+    }
+  }
+  EXPECT_EQ(seen, expected);
+}
+
 // ---- the wire-compatibility matrix -------------------------------------------
 
 enum class Transport { kGrpc, kGrpcGzip, kHttp, kHttpGzip };
@@ -594,6 +672,12 @@ TEST_P(OtlpWireTest, DeltaMetrics) {
   const Json entry =
       Send("metrics", EncodeMetricsRequest(otlp_samples::Snapshot(Temporality::kDelta)));
   ExpectKnownSnapshot(entry["request"], generation(), Temporality::kDelta);
+}
+
+TEST_P(OtlpWireTest, SumMetrics) {
+  const Json entry = Send("metrics", EncodeMetricsRequest(otlp_samples::ServiceGraphSnapshot(
+                                         Temporality::kCumulative)));
+  ExpectServiceGraphSums(entry, generation());
 }
 
 TEST_P(OtlpWireTest, EmptyRequests) {

@@ -384,6 +384,120 @@ TEST(EncodeMetricsRequestTest, EqualResourcesShareOneResourceMetricsAndPointTime
             1'795'293'199'000'000'000ull);
 }
 
+TEST(EncodeMetricsRequestTest, SumsEveryField) {
+  const ExportMetricsServiceRequest request = ParseMetrics(
+      EncodeMetricsRequest(otlp_samples::ServiceGraphSnapshot(Temporality::kCumulative)));
+  ASSERT_EQ(request.resource_metrics_size(), 1);
+  const metrics_pb::ResourceMetrics& agent = request.resource_metrics(0);
+  EXPECT_EQ(Typed(agent.resource().attributes()),
+            (std::map<std::string, std::string>{{"service.name", "string:loupe"},
+                                                {"host.name", "string:node-1"}}));
+  ASSERT_EQ(agent.scope_metrics_size(), 1);
+  EXPECT_EQ(agent.scope_metrics(0).scope().name(), "loupe");
+  ASSERT_EQ(agent.scope_metrics(0).metrics_size(), 2);
+
+  const metrics_pb::Metric& total = agent.scope_metrics(0).metrics(0);
+  EXPECT_EQ(total.name(), "traces_service_graph_request_total");
+  EXPECT_EQ(total.description(), "Total count of requests between two nodes.");
+  EXPECT_EQ(total.unit(), "{request}");
+  ASSERT_EQ(total.data_case(), metrics_pb::Metric::kSum);
+  EXPECT_EQ(static_cast<int>(total.sum().aggregation_temporality()), 2);  // CUMULATIVE
+  EXPECT_TRUE(total.sum().is_monotonic());
+  ASSERT_EQ(total.sum().data_points_size(), 2);
+  const metrics_pb::NumberDataPoint& shop_db = total.sum().data_points(0);
+  EXPECT_EQ(Typed(shop_db.attributes()),
+            (std::map<std::string, std::string>{{"client", "string:shop"},
+                                                {"server", "string:db"}}));
+  EXPECT_EQ(shop_db.start_time_unix_nano(), 1'795'293'080'000'000'001ull);
+  EXPECT_EQ(shop_db.time_unix_nano(), 1'795'293'140'000'000'000ull);
+  ASSERT_EQ(shop_db.value_case(), metrics_pb::NumberDataPoint::kAsDouble);
+  EXPECT_EQ(shop_db.as_double(), 9007199254740991.0);  // 2^53 - 1: still exact
+  EXPECT_EQ(shop_db.flags(), 0u);
+  const metrics_pb::NumberDataPoint& web_shop = total.sum().data_points(1);
+  EXPECT_EQ(Typed(web_shop.attributes()),
+            (std::map<std::string, std::string>{{"client", "string:web"},
+                                                {"server", "string:shop"}}));
+  EXPECT_EQ(web_shop.as_double(), 1.0);
+
+  const metrics_pb::Metric& failed = agent.scope_metrics(0).metrics(1);
+  EXPECT_EQ(failed.name(), "traces_service_graph_request_failed_total");
+  ASSERT_TRUE(failed.has_sum());
+  ASSERT_EQ(failed.sum().data_points_size(), 2);
+  EXPECT_EQ(failed.sum().data_points(0).as_double(), 2.0);
+  // A zero is sent (the oneof says which arm), not left out.
+  EXPECT_EQ(failed.sum().data_points(1).value_case(), metrics_pb::NumberDataPoint::kAsDouble);
+  EXPECT_EQ(failed.sum().data_points(1).as_double(), 0.0);
+}
+
+TEST(EncodeMetricsRequestTest, DeltaAndNonMonotonicSums) {
+  MetricsSnapshot snapshot = otlp_samples::ServiceGraphSnapshot(Temporality::kDelta);
+  snapshot.resources[0].metrics[1].monotonic = false;
+  snapshot.resources[0].metrics[1].sum_points[1].time_unix_ns = 0;  // takes the snapshot's
+  snapshot.time_unix_ns = 1'795'293'199'000'000'000ull;
+  const ExportMetricsServiceRequest request = ParseMetrics(EncodeMetricsRequest(snapshot));
+  ASSERT_EQ(request.resource_metrics_size(), 1);
+  const auto& metrics = request.resource_metrics(0).scope_metrics(0).metrics();
+  ASSERT_EQ(metrics.size(), 2);
+  EXPECT_EQ(static_cast<int>(metrics[0].sum().aggregation_temporality()), 1);  // DELTA
+  EXPECT_TRUE(metrics[0].sum().is_monotonic());
+  EXPECT_EQ(static_cast<int>(metrics[1].sum().aggregation_temporality()), 1);
+  EXPECT_FALSE(metrics[1].sum().is_monotonic());
+  EXPECT_EQ(metrics[1].sum().data_points(1).time_unix_nano(), 1'795'293'199'000'000'000ull);
+
+  // A sum with no points is left out like a histogram with none.
+  snapshot.resources[0].metrics[0].sum_points.clear();
+  const ExportMetricsServiceRequest fewer = ParseMetrics(EncodeMetricsRequest(snapshot));
+  ASSERT_EQ(fewer.resource_metrics(0).scope_metrics(0).metrics_size(), 1);
+  snapshot.resources[0].metrics[1].sum_points.clear();
+  EXPECT_EQ(EncodeMetricsRequest(snapshot), "");
+}
+
+TEST(EncodeMetricsRequestTest, ServiceGraphFromARealRecorder) {
+  MetricsRecorder recorder;
+  ServiceGraphEdge edge;
+  edge.client = "shop";
+  edge.server = "db";
+  edge.client_seconds = 0.3;
+  edge.server_seconds = 0.25;
+  recorder.RecordServiceGraphEdge(edge);
+  edge.failed = true;
+  recorder.RecordServiceGraphEdge(edge);
+  const ExportMetricsServiceRequest request =
+      ParseMetrics(EncodeMetricsRequest(recorder.CollectCumulative(1'795'293'140'000'000'000ull)));
+  ASSERT_EQ(request.resource_metrics_size(), 1);
+  EXPECT_EQ(Typed(request.resource_metrics(0).resource().attributes()),
+            (std::map<std::string, std::string>{{"service.name", "string:loupe"}}));
+  const auto& metrics = request.resource_metrics(0).scope_metrics(0).metrics();
+  ASSERT_EQ(metrics.size(), 4);
+  const std::map<std::string, std::string> pair = {{"client", "string:shop"},
+                                                   {"server", "string:db"}};
+  EXPECT_EQ(metrics[0].name(), "traces_service_graph_request_total");
+  ASSERT_TRUE(metrics[0].has_sum());
+  EXPECT_TRUE(metrics[0].sum().is_monotonic());
+  ASSERT_EQ(metrics[0].sum().data_points_size(), 1);
+  EXPECT_EQ(Typed(metrics[0].sum().data_points(0).attributes()), pair);
+  EXPECT_EQ(metrics[0].sum().data_points(0).as_double(), 2.0);
+  EXPECT_EQ(metrics[1].name(), "traces_service_graph_request_failed_total");
+  ASSERT_TRUE(metrics[1].has_sum());
+  EXPECT_EQ(metrics[1].sum().data_points(0).as_double(), 1.0);
+  for (int i : {2, 3}) {
+    SCOPED_TRACE(metrics[i].name());
+    ASSERT_TRUE(metrics[i].has_histogram());
+    EXPECT_EQ(metrics[i].unit(), "s");
+    ASSERT_EQ(metrics[i].histogram().data_points_size(), 1);
+    const metrics_pb::HistogramDataPoint& p = metrics[i].histogram().data_points(0);
+    EXPECT_EQ(Typed(p.attributes()), pair);
+    EXPECT_EQ(p.count(), 2u);
+    EXPECT_THAT(p.explicit_bounds(), ElementsAre(0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8));
+  }
+  EXPECT_EQ(metrics[2].name(), "traces_service_graph_request_server_seconds");
+  EXPECT_THAT(metrics[2].histogram().data_points(0).bucket_counts(),
+              ElementsAre(0, 0, 2, 0, 0, 0, 0, 0, 0));
+  EXPECT_EQ(metrics[3].name(), "traces_service_graph_request_client_seconds");
+  EXPECT_THAT(metrics[3].histogram().data_points(0).bucket_counts(),
+              ElementsAre(0, 0, 2, 0, 0, 0, 0, 0, 0));
+}
+
 // ---- The span encoder against the generated messages ----------------------
 // EncodeTraceRequest writes the wire format directly (see otlp_encoder.cc
 // for why). Here the same spans are built with the generated messages and
@@ -790,6 +904,46 @@ TEST(OtlpWireFormatTest, MetricFieldNumbersMatchTheSpecification) {
   std::vector<double> decoded_bounds(5);
   std::memcpy(decoded_bounds.data(), bounds.data(), bounds.size());
   EXPECT_THAT(decoded_bounds, ElementsAre(0.005, 0.01, 0.025, 0.05, 0.1));
+}
+
+// Numbers from opentelemetry-proto v1.5.0 metrics.proto: Metric.sum 7;
+// Sum{data_points 1, aggregation_temporality 2, is_monotonic 3};
+// NumberDataPoint{start_time_unix_nano 2, time_unix_nano 3, as_double 4,
+// as_int 6, attributes 7}.
+TEST(OtlpWireFormatTest, SumFieldNumbersMatchTheSpecification) {
+  Wire request;
+  ASSERT_TRUE(request.set->ParseFromString(
+      EncodeMetricsRequest(otlp_samples::ServiceGraphSnapshot(Temporality::kCumulative))));
+  const Wire sm = Nested(Field(Nested(Field(request, 1)), 2));
+  const std::vector<const UnknownField*> metrics = Fields(sm, 2);
+  ASSERT_EQ(metrics.size(), 2u);
+  const Wire metric = Nested(metrics[0]);
+  // name 1, description 2, unit 3, sum 7.
+  EXPECT_EQ(Numbers(metric), (std::set<int>{1, 2, 3, 7}));
+  EXPECT_EQ(Field(metric, 3)->length_delimited(), "{request}");
+  const Wire sum = Nested(Field(metric, 7));
+  EXPECT_EQ(Numbers(sum), (std::set<int>{1, 2, 3}));
+  EXPECT_EQ(Field(sum, 2)->type(), UnknownField::TYPE_VARINT);
+  EXPECT_EQ(Field(sum, 2)->varint(), 2u);  // CUMULATIVE
+  EXPECT_EQ(Field(sum, 3)->type(), UnknownField::TYPE_VARINT);
+  EXPECT_EQ(Field(sum, 3)->varint(), 1u);  // is_monotonic
+  const std::vector<const UnknownField*> points = Fields(sum, 1);
+  ASSERT_EQ(points.size(), 2u);
+  const Wire point = Nested(points[0]);
+  EXPECT_EQ(Numbers(point), (std::set<int>{2, 3, 4, 7}));
+  EXPECT_EQ(Fields(point, 7).size(), 2u);
+  const Wire client = Nested(Fields(point, 7)[0]);
+  EXPECT_EQ(Field(client, 1)->length_delimited(), "client");
+  EXPECT_EQ(Field(Nested(Field(client, 2)), 1)->length_delimited(), "shop");
+  EXPECT_EQ(Field(point, 2)->type(), UnknownField::TYPE_FIXED64);
+  EXPECT_EQ(Field(point, 2)->fixed64(), 1'795'293'080'000'000'001ull);
+  EXPECT_EQ(Field(point, 3)->fixed64(), 1'795'293'140'000'000'000ull);
+  EXPECT_EQ(AsDouble(Field(point, 4)), 9007199254740991.0);
+  // The failed counter's zero is on the wire too.
+  const Wire failed_sum = Nested(Field(Nested(metrics[1]), 7));
+  const Wire zero = Nested(Fields(failed_sum, 1)[1]);
+  EXPECT_EQ(Numbers(zero), (std::set<int>{2, 3, 4, 7}));
+  EXPECT_EQ(AsDouble(Field(zero, 4)), 0.0);
 }
 
 }  // namespace

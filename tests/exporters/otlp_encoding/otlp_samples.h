@@ -1,4 +1,4 @@
-// Known spans and a known metrics snapshot, for the encoder's unit tests and
+// Known spans and known metrics snapshots, for the encoder's unit tests and
 // the wire-compatibility test against an independent receiver. The values are
 // chosen to catch lossy encodings: times above 2^53 (a double loses their low
 // digits), ids whose bytes are all different, an int, a negative int, a
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "decoders/model/metrics.h"
@@ -155,6 +156,48 @@ inline MetricsSnapshot Snapshot(Temporality temporality) {
   client.points.push_back(call);
   curl.metrics.push_back(client);
   snapshot.resources.push_back(curl);
+  return snapshot;
+}
+
+// The agent's service graph counters: two monotonic sums, one with a point
+// at 0 (a oneof member at 0 is still on the wire), and values that are
+// exact integers as doubles.
+inline MetricsSnapshot ServiceGraphSnapshot(Temporality temporality) {
+  MetricsSnapshot snapshot;
+  snapshot.time_unix_ns = 1'795'293'140'000'000'000ull;
+  ResourceMetrics agent;
+  auto resource = std::make_shared<Resource>();
+  resource->attributes.Set("service.name", "loupe");
+  resource->attributes.Set("host.name", "node-1");
+  agent.resource = resource;
+  auto sum = [temporality](const char* name, const char* description, double shop_db,
+                           double web_shop) {
+    MetricData m;
+    m.name = name;
+    m.description = description;
+    m.unit = "{request}";
+    m.type = MetricType::kSum;
+    m.temporality = temporality;
+    m.monotonic = true;
+    for (const auto& [client, server, value] :
+         {std::tuple<const char*, const char*, double>{"shop", "db", shop_db},
+          std::tuple<const char*, const char*, double>{"web", "shop", web_shop}}) {
+      SumPoint p;
+      p.attributes.Set("client", client);
+      p.attributes.Set("server", server);
+      p.start_unix_ns = 1'795'293'080'000'000'001ull;
+      p.time_unix_ns = 1'795'293'140'000'000'000ull;
+      p.value = value;
+      m.sum_points.push_back(p);
+    }
+    return m;
+  };
+  agent.metrics.push_back(sum("traces_service_graph_request_total",
+                              "Total count of requests between two nodes.", 9007199254740991.0,
+                              1));
+  agent.metrics.push_back(sum("traces_service_graph_request_failed_total",
+                              "Total count of failed requests between two nodes.", 2, 0));
+  snapshot.resources.push_back(agent);
   return snapshot;
 }
 

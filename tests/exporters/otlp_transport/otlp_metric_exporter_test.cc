@@ -149,6 +149,39 @@ TEST(OtlpMetricExporterTest, ShutdownCollectsAndExportsOnceMore) {
   EXPECT_EQ(h.script->attempts().size(), 1u);
 }
 
+TEST(OtlpMetricExporterTest, SumPointsAreSentAndCounted) {
+  // A snapshot holding only counters (the service graph's, before any RED
+  // histogram exists) is not empty.
+  auto script = std::make_shared<TransportScript>();
+  OtlpMetricsConfig config;
+  config.export_interval = std::chrono::seconds(60);
+  config.retry_deadline = std::chrono::seconds(5);
+  OtlpMetricExporter exporter(
+      config, std::make_unique<ScriptedTransport>(script),
+      [](uint64_t now) {
+        MetricsSnapshot snapshot;
+        snapshot.time_unix_ns = now;
+        ResourceMetrics resource;
+        resource.resource = std::make_shared<Resource>();
+        MetricData total;
+        total.name = "traces_service_graph_request_total";
+        total.type = MetricType::kSum;
+        total.monotonic = true;
+        total.sum_points.resize(2);
+        resource.metrics.push_back(std::move(total));
+        snapshot.resources.push_back(std::move(resource));
+        return snapshot;
+      },
+      ExportLogFn{}, [](const MetricsSnapshot&) { return std::string("sums"); },
+      BackoffPolicy{milliseconds(20), milliseconds(40)}, [] { return uint64_t{1000}; });
+  exporter.Shutdown(milliseconds(1000));
+  ASSERT_EQ(script->attempts().size(), 1u);
+  const OtlpMetricExporterStats s = exporter.stats();
+  EXPECT_EQ(s.empty_skipped, 0u);
+  EXPECT_EQ(s.exports, 1u);
+  EXPECT_EQ(s.points_exported, 2u);
+}
+
 TEST(OtlpMetricExporterTest, FinalExportRetriesWithinTheShutdownDeadline) {
   Harness h;
   h.script->Push(Retryable());

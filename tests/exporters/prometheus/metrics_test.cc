@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -843,6 +844,354 @@ TEST(MetricsRecorder, DatabaseClientSpansFeedOperationDuration) {
     }
   }
   EXPECT_EQ(total, 2u);
+}
+
+// ---- Service graph ------------------------------------------------------------
+
+constexpr char kGraphTotal[] = "traces_service_graph_request_total";
+constexpr char kGraphFailed[] = "traces_service_graph_request_failed_total";
+constexpr char kGraphServer[] = "traces_service_graph_request_server_seconds";
+constexpr char kGraphClient[] = "traces_service_graph_request_client_seconds";
+
+ServiceGraphEdge Edge(const std::string& client, const std::string& server, bool failed = false,
+                      double client_seconds = 0.05, double server_seconds = 0.04) {
+  ServiceGraphEdge edge;
+  edge.client = client;
+  edge.server = server;
+  edge.failed = failed;
+  edge.client_seconds = client_seconds;
+  edge.server_seconds = server_seconds;
+  return edge;
+}
+
+Attributes Pair(const std::string& client, const std::string& server) {
+  Attributes a;
+  a.Set("client", client);
+  a.Set("server", server);
+  return a;
+}
+
+// The sum series of `name` whose attributes are `attributes` (nullptr: none).
+const SumPoint* FindSum(const ResourceMetrics& rm, const std::string& name,
+                        const Attributes& attributes) {
+  const MetricData* m = FindMetric(rm, name);
+  if (m == nullptr) return nullptr;
+  for (const SumPoint& p : m->sum_points) {
+    if (p.attributes == attributes) return &p;
+  }
+  return nullptr;
+}
+
+const HistogramPoint* FindHistogram(const ResourceMetrics& rm, const std::string& name,
+                                    const Attributes& attributes) {
+  const MetricData* m = FindMetric(rm, name);
+  if (m == nullptr) return nullptr;
+  for (const HistogramPoint& p : m->points) {
+    if (p.attributes == attributes) return &p;
+  }
+  return nullptr;
+}
+
+TEST(ServiceGraph, BucketsAreTemposDefault) {
+  EXPECT_THAT(ServiceGraphBucketsSeconds(), ElementsAre(0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8));
+}
+
+TEST(ServiceGraph, FourInstrumentsPerPair) {
+  MetricsRecorder recorder(TestOptions());
+  g_now = kT0 + 3 * kSecond;
+  recorder.RecordServiceGraphEdge(Edge("shop", "db", false, 0.05, 0.04));
+  recorder.RecordServiceGraphEdge(Edge("shop", "db", true, 0.3, 0.2));
+  recorder.RecordServiceGraphEdge(Edge("shop", "db", false, 20, 12.8));
+  recorder.RecordServiceGraphEdge(Edge("web", "shop", false, 0.1, 0.1));
+  g_now = kT0;
+
+  const MetricsSnapshot snap = recorder.CollectCumulative(kT0 + 10 * kSecond);
+  ASSERT_EQ(snap.resources.size(), 1u);
+  const ResourceMetrics& rm = snap.resources[0];
+  // The agent's own resource by default: just service.name="loupe".
+  Attributes loupe;
+  loupe.Set("service.name", "loupe");
+  EXPECT_EQ(rm.resource->attributes, loupe);
+
+  std::vector<std::string> names;
+  for (const MetricData& m : rm.metrics) names.push_back(m.name);
+  EXPECT_THAT(names, ElementsAre(kGraphTotal, kGraphFailed, kGraphServer, kGraphClient));
+
+  const MetricData* total = FindMetric(rm, kGraphTotal);
+  ASSERT_NE(total, nullptr);
+  EXPECT_EQ(total->type, MetricType::kSum);
+  EXPECT_TRUE(total->monotonic);
+  EXPECT_EQ(total->temporality, Temporality::kCumulative);
+  EXPECT_EQ(total->unit, "{request}");
+  EXPECT_TRUE(total->points.empty());
+  EXPECT_EQ(total->point_count(), 2u);
+  ASSERT_EQ(total->sum_points.size(), 2u);
+  // Series in creation order; exactly `client` and `server`.
+  EXPECT_EQ(total->sum_points[0].attributes, Pair("shop", "db"));
+  EXPECT_EQ(total->sum_points[0].value, 3);
+  EXPECT_EQ(total->sum_points[0].start_unix_ns, kT0 + 3 * kSecond);
+  EXPECT_EQ(total->sum_points[0].time_unix_ns, kT0 + 10 * kSecond);
+  EXPECT_EQ(total->sum_points[1].attributes, Pair("web", "shop"));
+  EXPECT_EQ(total->sum_points[1].value, 1);
+
+  const MetricData* failed = FindMetric(rm, kGraphFailed);
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->type, MetricType::kSum);
+  EXPECT_TRUE(failed->monotonic);
+  ASSERT_EQ(failed->sum_points.size(), 2u);
+  EXPECT_EQ(failed->sum_points[0].attributes, Pair("shop", "db"));
+  EXPECT_EQ(failed->sum_points[0].value, 1);
+  // Never failed, yet there at 0: failed / total is defined.
+  EXPECT_EQ(failed->sum_points[1].attributes, Pair("web", "shop"));
+  EXPECT_EQ(failed->sum_points[1].value, 0);
+
+  const MetricData* server = FindMetric(rm, kGraphServer);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->type, MetricType::kHistogram);
+  EXPECT_EQ(server->unit, "s");
+  EXPECT_EQ(*server->bounds, ServiceGraphBucketsSeconds());
+  ASSERT_EQ(server->points.size(), 2u);
+  const HistogramPoint& s = server->points[0];
+  EXPECT_EQ(s.attributes, Pair("shop", "db"));
+  EXPECT_EQ(s.count, 3u);
+  EXPECT_DOUBLE_EQ(s.sum, 0.04 + 0.2 + 12.8);
+  EXPECT_DOUBLE_EQ(s.min, 0.04);
+  EXPECT_DOUBLE_EQ(s.max, 12.8);
+  // 0.04 in (-inf, 0.1], 0.2 exactly a bound: (0.1, 0.2], 12.8 the last
+  // bound: (6.4, 12.8].
+  EXPECT_THAT(s.bucket_counts, ElementsAre(1, 1, 0, 0, 0, 0, 0, 1, 0));
+  EXPECT_THAT(server->points[1].bucket_counts, ElementsAre(1, 0, 0, 0, 0, 0, 0, 0, 0));
+
+  const MetricData* client = FindMetric(rm, kGraphClient);
+  ASSERT_NE(client, nullptr);
+  ASSERT_EQ(client->points.size(), 2u);
+  const HistogramPoint& c = client->points[0];
+  EXPECT_EQ(c.attributes, Pair("shop", "db"));
+  EXPECT_EQ(c.count, 3u);
+  EXPECT_DOUBLE_EQ(c.sum, 0.05 + 0.3 + 20);
+  // 0.3 in (0.2, 0.4]; 20 s above every bound: +Inf.
+  EXPECT_THAT(c.bucket_counts, ElementsAre(1, 0, 1, 0, 0, 0, 0, 0, 1));
+
+  const MetricsStats stats = recorder.stats();
+  EXPECT_EQ(stats.points_recorded, 3u + 4u + 3u + 3u);
+  EXPECT_EQ(stats.series, 2u * 4u);
+  EXPECT_EQ(stats.resources, 1u);
+  EXPECT_EQ(stats.overflow_points, 0u);
+}
+
+TEST(ServiceGraph, DurationsThatAreNoneCountAsZero) {
+  MetricsRecorder recorder(TestOptions());
+  recorder.RecordServiceGraphEdge(Edge("a", "b", false, -1, std::nan("")));
+  const MetricsSnapshot snap = recorder.CollectCumulative(kT0);
+  ASSERT_EQ(snap.resources.size(), 1u);
+  for (const char* name : {kGraphServer, kGraphClient}) {
+    const HistogramPoint* p = FindHistogram(snap.resources[0], name, Pair("a", "b"));
+    ASSERT_NE(p, nullptr) << name;
+    EXPECT_EQ(p->count, 1u);
+    EXPECT_EQ(p->sum, 0);
+    EXPECT_EQ(p->bucket_counts[0], 1u);
+  }
+}
+
+TEST(ServiceGraph, ResourceIsTheAgentsOwnNotATracedProcess) {
+  MetricsRecorder recorder(TestOptions());
+  auto agent = std::make_shared<Resource>();
+  agent->attributes.Set("service.name", "loupe");
+  agent->attributes.Set("service.instance.id", "node-1");
+  agent->attributes.Set("host.name", "node-1");
+  recorder.SetServiceGraphResource(agent);
+  recorder.Record(MakeSpan({.resource = MakeResource("shop", 100)}));
+  recorder.RecordServiceGraphEdge(Edge("shop", "db"));
+  const MetricsSnapshot snap = recorder.CollectCumulative(kT0);
+  ASSERT_EQ(snap.resources.size(), 2u);
+  EXPECT_EQ(snap.resources[0].resource->service_name(), "shop");
+  EXPECT_EQ(FindMetric(snap.resources[0], kGraphTotal), nullptr);
+  EXPECT_EQ(snap.resources[1].resource->attributes, agent->attributes);
+  ASSERT_NE(FindSum(snap.resources[1], kGraphTotal, Pair("shop", "db")), nullptr);
+  EXPECT_EQ(FindMetric(snap.resources[1], "http.server.request.duration"), nullptr);
+
+  // nullptr: back to the default, for series made from then on.
+  MetricsRecorder other(TestOptions());
+  other.SetServiceGraphResource(agent);
+  other.SetServiceGraphResource(nullptr);
+  other.RecordServiceGraphEdge(Edge("a", "b"));
+  const MetricsSnapshot s2 = other.CollectCumulative(kT0);
+  ASSERT_EQ(s2.resources.size(), 1u);
+  EXPECT_EQ(s2.resources[0].resource->service_name(), "loupe");
+  EXPECT_EQ(s2.resources[0].resource->attributes.size(), 1u);
+}
+
+TEST(ServiceGraph, PairsBeyondMaxSeriesOverflow) {
+  MetricsRecorder recorder(TestOptions(2));
+  recorder.RecordServiceGraphEdge(Edge("a", "b"));
+  recorder.RecordServiceGraphEdge(Edge("b", "c"));
+  recorder.RecordServiceGraphEdge(Edge("c", "d", true));  // a third pair: overflow
+  recorder.RecordServiceGraphEdge(Edge("d", "e"));        // and a fourth
+  recorder.RecordServiceGraphEdge(Edge("a", "b"));        // known pairs keep counting
+  const MetricsStats stats = recorder.stats();
+  EXPECT_EQ(stats.points_recorded, 3u + 3u + 4u + 3u + 3u);
+  EXPECT_EQ(stats.overflow_points, 4u + 3u);
+  EXPECT_EQ(stats.dropped_points, 0u);
+  EXPECT_EQ(stats.series, 3u * 4u);  // two pairs and the overflow series
+  const MetricsSnapshot snap = recorder.CollectCumulative(kT0);
+  ASSERT_EQ(snap.resources.size(), 1u);
+  const ResourceMetrics& rm = snap.resources[0];
+  Attributes overflow;
+  overflow.Set("otel.metric.overflow", true);
+  ASSERT_EQ(FindMetric(rm, kGraphTotal)->sum_points.size(), 3u);
+  EXPECT_EQ(FindSum(rm, kGraphTotal, Pair("a", "b"))->value, 2);
+  EXPECT_EQ(FindSum(rm, kGraphTotal, overflow)->value, 2);
+  EXPECT_EQ(FindSum(rm, kGraphFailed, overflow)->value, 1);
+  EXPECT_EQ(FindHistogram(rm, kGraphServer, overflow)->count, 2u);
+  EXPECT_EQ(FindHistogram(rm, kGraphClient, overflow)->count, 2u);
+  EXPECT_EQ(FindSum(rm, kGraphTotal, Pair("c", "d")), nullptr);
+
+  // The RED tables are separate: a full service graph table does not
+  // overflow HTTP series.
+  recorder.Record(MakeSpan({}));
+  EXPECT_EQ(recorder.stats().overflow_points, 7u);
+}
+
+TEST(ServiceGraph, IdlePairsGoInSpanTime) {
+  MetricsOptions options = TestOptions(1);
+  options.idle_series_ns = 60 * kSecond;
+  MetricsRecorder recorder(options);
+  // Edges carry no time: they count as measured at the newest span end.
+  recorder.Record(MakeSpan({.end_ns = kT0}));
+  recorder.RecordServiceGraphEdge(Edge("a", "b"));
+  recorder.Record(MakeSpan({.end_ns = kT0 + 59 * kSecond}));
+  recorder.RecordServiceGraphEdge(Edge("c", "d"));  // not idle yet: overflow
+  EXPECT_EQ(recorder.stats().overflow_points, 3u);
+  recorder.Record(MakeSpan({.end_ns = kT0 + 61 * kSecond}));
+  recorder.RecordServiceGraphEdge(Edge("e", "f"));  // a->b idle for 61 s: evicted
+  const MetricsStats stats = recorder.stats();
+  EXPECT_EQ(stats.series_evicted, 4u);
+  EXPECT_EQ(stats.overflow_points, 3u);
+  const MetricsSnapshot snap = recorder.CollectCumulative(kT0 + 62 * kSecond);
+  ASSERT_EQ(snap.resources.size(), 2u);
+  const ResourceMetrics& graph = snap.resources[1];
+  EXPECT_EQ(graph.resource->service_name(), "loupe");
+  EXPECT_EQ(FindSum(graph, kGraphTotal, Pair("a", "b")), nullptr);
+  ASSERT_NE(FindSum(graph, kGraphTotal, Pair("e", "f")), nullptr);
+  EXPECT_EQ(FindSum(graph, kGraphTotal, Pair("e", "f"))->value, 1);
+}
+
+TEST(DeltaReader, SumsReportChangesAndNewSeriesAtZero) {
+  MetricsRecorder recorder(TestOptions());
+  DeltaReader reader;
+  g_now = kT0 + 1 * kSecond;
+  recorder.RecordServiceGraphEdge(Edge("a", "b", false, 0.05, 0.5));
+  recorder.RecordServiceGraphEdge(Edge("a", "b", false, 0.05, 0.5));
+
+  const MetricsSnapshot d1 = reader.Collect(recorder, kT0 + 10 * kSecond);
+  ASSERT_EQ(d1.resources.size(), 1u);
+  {
+    const MetricData* total = FindMetric(d1.resources[0], kGraphTotal);
+    ASSERT_NE(total, nullptr);
+    EXPECT_EQ(total->type, MetricType::kSum);
+    EXPECT_EQ(total->temporality, Temporality::kDelta);
+    EXPECT_TRUE(total->monotonic);
+    ASSERT_EQ(total->sum_points.size(), 1u);
+    EXPECT_EQ(total->sum_points[0].value, 2);
+    EXPECT_EQ(total->sum_points[0].start_unix_ns, kT0 + 1 * kSecond);
+    EXPECT_EQ(total->sum_points[0].time_unix_ns, kT0 + 10 * kSecond);
+    // New to the reader: reported although 0.
+    const SumPoint* failed = FindSum(d1.resources[0], kGraphFailed, Pair("a", "b"));
+    ASSERT_NE(failed, nullptr);
+    EXPECT_EQ(failed->value, 0);
+    EXPECT_EQ(FindHistogram(d1.resources[0], kGraphServer, Pair("a", "b"))->count, 2u);
+  }
+  // Nothing new: nothing at all.
+  EXPECT_TRUE(reader.Collect(recorder, kT0 + 20 * kSecond).resources.empty());
+
+  recorder.RecordServiceGraphEdge(Edge("a", "b", false, 0.05, 0.5));
+  const MetricsSnapshot d3 = reader.Collect(recorder, kT0 + 30 * kSecond);
+  ASSERT_EQ(d3.resources.size(), 1u);
+  {
+    const SumPoint* total = FindSum(d3.resources[0], kGraphTotal, Pair("a", "b"));
+    ASSERT_NE(total, nullptr);
+    EXPECT_EQ(total->value, 1);
+    EXPECT_EQ(total->start_unix_ns, kT0 + 20 * kSecond);  // the previous collection
+    // Still 0 failures: an unchanged sum is left out.
+    EXPECT_EQ(FindMetric(d3.resources[0], kGraphFailed), nullptr);
+    const HistogramPoint* server = FindHistogram(d3.resources[0], kGraphServer, Pair("a", "b"));
+    ASSERT_NE(server, nullptr);
+    EXPECT_EQ(server->count, 1u);
+    EXPECT_THAT(server->bucket_counts, ElementsAre(0, 0, 0, 1, 0, 0, 0, 0, 0));  // (0.4, 0.8]
+  }
+
+  recorder.RecordServiceGraphEdge(Edge("a", "b", true));
+  const MetricsSnapshot d4 = reader.Collect(recorder, kT0 + 40 * kSecond);
+  ASSERT_EQ(d4.resources.size(), 1u);
+  EXPECT_EQ(FindSum(d4.resources[0], kGraphFailed, Pair("a", "b"))->value, 1);
+  EXPECT_EQ(FindSum(d4.resources[0], kGraphTotal, Pair("a", "b"))->value, 1);
+
+  // The cumulative view is untouched.
+  const MetricsSnapshot cumulative = recorder.CollectCumulative(kT0 + 41 * kSecond);
+  EXPECT_EQ(FindSum(cumulative.resources[0], kGraphTotal, Pair("a", "b"))->value, 4);
+  EXPECT_EQ(FindSum(cumulative.resources[0], kGraphFailed, Pair("a", "b"))->value, 1);
+  g_now = kT0;
+}
+
+TEST(ServiceGraph, NoAllocationPerEdgeInSteadyState) {
+  MetricsRecorder recorder(TestOptions());
+  std::vector<ServiceGraphEdge> edges;
+  for (int i = 0; i < 20; ++i) {
+    edges.push_back(Edge("client-" + std::to_string(i % 5), "a-server-name-longer-than-sso-" +
+                                                               std::to_string(i % 4),
+                         i % 3 == 0, 0.01 * i, 0.02 * i));
+  }
+  for (const ServiceGraphEdge& e : edges) recorder.RecordServiceGraphEdge(e);
+  g_allocations = 0;
+  g_count_allocations = true;
+  for (int round = 0; round < 20; ++round) {
+    for (const ServiceGraphEdge& e : edges) recorder.RecordServiceGraphEdge(e);
+  }
+  g_count_allocations = false;
+  EXPECT_EQ(g_allocations.load(), 0u);
+}
+
+TEST(ServiceGraph, ConcurrentEdgesAndCollections) {
+  MetricsRecorder recorder(TestOptions());
+  constexpr int kEdges = 20000;
+  std::atomic<bool> done{false};
+  double delta_total = 0;
+  double delta_failed = 0;
+  DeltaReader delta;
+  auto add = [&](const MetricsSnapshot& s) {
+    for (const ResourceMetrics& rm : s.resources) {
+      for (const MetricData& m : rm.metrics) {
+        for (const SumPoint& p : m.sum_points) {
+          if (m.name == kGraphTotal) delta_total += p.value;
+          if (m.name == kGraphFailed) delta_failed += p.value;
+        }
+      }
+    }
+  };
+  std::thread collector([&] {
+    uint64_t t = kT0;
+    while (!done.load()) {
+      add(delta.Collect(recorder, ++t));
+      // Cumulative: a pair's histogram count always equals its request total.
+      for (const ResourceMetrics& rm : recorder.CollectCumulative(kT0).resources) {
+        const MetricData* total = FindMetric(rm, kGraphTotal);
+        if (total == nullptr) continue;
+        for (const SumPoint& p : total->sum_points) {
+          const HistogramPoint* h = FindHistogram(rm, kGraphServer, p.attributes);
+          ASSERT_NE(h, nullptr);
+          EXPECT_EQ(static_cast<double>(h->count), p.value);
+        }
+      }
+    }
+  });
+  for (int i = 0; i < kEdges; ++i) {
+    recorder.RecordServiceGraphEdge(Edge("c" + std::to_string(i % 7), "s", i % 4 == 0));
+  }
+  done = true;
+  collector.join();
+  add(delta.Collect(recorder, kT0 + kEdges * 10));
+  EXPECT_EQ(delta_total, static_cast<double>(kEdges));
+  EXPECT_EQ(delta_failed, static_cast<double>(kEdges / 4));
 }
 
 }  // namespace

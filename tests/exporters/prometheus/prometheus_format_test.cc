@@ -79,6 +79,18 @@ TEST(PrometheusNames, MetricNamesFollowTheCompatibilitySpec) {
   EXPECT_EQ(PrometheusMetricName("ünïcode", ""), "_n_code");
 }
 
+TEST(PrometheusNames, ServiceGraphNamesStayAsTempoWritesThem) {
+  // Already Prometheus names: no second _total, no _seconds_seconds.
+  EXPECT_EQ(PrometheusMetricName("traces_service_graph_request_total", "{request}", true),
+            "traces_service_graph_request_total");
+  EXPECT_EQ(PrometheusMetricName("traces_service_graph_request_failed_total", "{request}", true),
+            "traces_service_graph_request_failed_total");
+  EXPECT_EQ(PrometheusMetricName("traces_service_graph_request_server_seconds", "s"),
+            "traces_service_graph_request_server_seconds");
+  EXPECT_EQ(PrometheusMetricName("traces_service_graph_request_client_seconds", "s"),
+            "traces_service_graph_request_client_seconds");
+}
+
 TEST(PrometheusNames, LabelNames) {
   EXPECT_EQ(PrometheusLabelName("http.response.status_code"), "http_response_status_code");
   EXPECT_EQ(PrometheusLabelName("otel.metric.overflow"), "otel_metric_overflow");
@@ -366,6 +378,144 @@ TEST(PrometheusText, FromARealRecorder) {
     for (size_t i = 1; i < samples.size(); ++i) EXPECT_LE(samples[i - 1].value, samples[i].value);
     EXPECT_EQ(samples.back().le, "+Inf");
     EXPECT_EQ(samples.back().value, counts.at(series));
+  }
+}
+
+SumPoint SumAt(Attributes attributes, double value) {
+  SumPoint p;
+  p.attributes = std::move(attributes);
+  p.value = value;
+  return p;
+}
+
+MetricData Sum(std::string name, std::string unit, bool monotonic, std::vector<SumPoint> points) {
+  MetricData m;
+  m.name = std::move(name);
+  m.description = "A sum.";
+  m.unit = std::move(unit);
+  m.type = MetricType::kSum;
+  m.monotonic = monotonic;
+  m.sum_points = std::move(points);
+  return m;
+}
+
+TEST(PrometheusText, SumsAreCountersOrGauges) {
+  MetricsSnapshot snapshot;
+  ResourceMetrics rm;
+  rm.resource = ShopResource();
+  Attributes ab;
+  ab.Set("client", "a");
+  ab.Set("server", "b");
+  Attributes cb;
+  cb.Set("client", "c");
+  cb.Set("server", "b");
+  // A monotonic sum without _total in its name gets it; a non-monotonic one
+  // is a gauge named as it is (plus its unit).
+  rm.metrics.push_back(Sum("http.requests", "{request}", true, {SumAt(ab, 3), SumAt(cb, 0)}));
+  rm.metrics.push_back(Sum("queue.size", "By", false, {SumAt(Attributes(), 1.5)}));
+  // Delta sums are not for Prometheus.
+  MetricData delta = Sum("http.requests.delta", "{request}", true, {SumAt(ab, 7)});
+  delta.temporality = Temporality::kDelta;
+  rm.metrics.push_back(delta);
+  snapshot.resources.push_back(rm);
+  const std::string want =
+      "# HELP http_requests_total A sum.\n"
+      "# TYPE http_requests_total counter\n"
+      "http_requests_total{client=\"a\",server=\"b\",service_instance_id=\"h:1\",service_name="
+      "\"shop\"} 3\n"
+      "http_requests_total{client=\"c\",server=\"b\",service_instance_id=\"h:1\",service_name="
+      "\"shop\"} 0\n"
+      "# HELP queue_size_bytes A sum.\n"
+      "# TYPE queue_size_bytes gauge\n"
+      "queue_size_bytes{service_instance_id=\"h:1\",service_name=\"shop\"} 1.5\n"
+      "# HELP target_info Target metadata\n"
+      "# TYPE target_info gauge\n"
+      "target_info{host_name=\"h\",process_pid=\"1\",service_instance_id=\"h:1\",service_name="
+      "\"shop\"} 1\n";
+  EXPECT_EQ(RenderPrometheusText(snapshot, {}), want);
+
+  // Two resources that end up with the same labels: their counters add up.
+  MetricsSnapshot twice;
+  twice.resources.push_back(rm);
+  auto same_labels = std::make_shared<Resource>(*ShopResource());
+  same_labels->attributes.Set("host.name", "other");
+  ResourceMetrics again = rm;
+  again.resource = same_labels;
+  twice.resources.push_back(again);
+  EXPECT_THAT(RenderPrometheusText(twice, {}),
+              HasSubstr("http_requests_total{client=\"a\",server=\"b\",service_instance_id="
+                        "\"h:1\",service_name=\"shop\"} 6\n"));
+}
+
+TEST(PrometheusText, ServiceGraphFromARealRecorder) {
+  MetricsRecorder recorder;
+  auto agent = std::make_shared<Resource>();
+  agent->attributes.Set("service.name", "loupe");
+  agent->attributes.Set("service.instance.id", "node-1");
+  recorder.SetServiceGraphResource(agent);
+  auto edge = [](std::string client, std::string server, bool failed, double client_seconds,
+                 double server_seconds) {
+    ServiceGraphEdge e;
+    e.client = std::move(client);
+    e.server = std::move(server);
+    e.failed = failed;
+    e.client_seconds = client_seconds;
+    e.server_seconds = server_seconds;
+    return e;
+  };
+  recorder.RecordServiceGraphEdge(edge("shop", "db", false, 0.15, 0.1));
+  recorder.RecordServiceGraphEdge(edge("shop", "db", true, 0.5, 0.3));
+  recorder.RecordServiceGraphEdge(edge("shop", "db", false, 30, 2));
+  recorder.RecordServiceGraphEdge(edge("web", "shop", false, 0.05, 0.01));
+  const std::string text = RenderPrometheusText(recorder.CollectCumulative(1), {});
+
+  const std::string shop_db =
+      "client=\"shop\",server=\"db\",service_instance_id=\"node-1\",service_name=\"loupe\"";
+  const std::string web_shop =
+      "client=\"web\",server=\"shop\",service_instance_id=\"node-1\",service_name=\"loupe\"";
+  EXPECT_THAT(text, HasSubstr("# HELP traces_service_graph_request_total Total count of requests "
+                              "between two nodes.\n"
+                              "# TYPE traces_service_graph_request_total counter\n"
+                              "traces_service_graph_request_total{" +
+                              shop_db + "} 3\ntraces_service_graph_request_total{" + web_shop +
+                              "} 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE traces_service_graph_request_failed_total counter\n"
+                              "traces_service_graph_request_failed_total{" +
+                              shop_db + "} 1\ntraces_service_graph_request_failed_total{" +
+                              web_shop + "} 0\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE traces_service_graph_request_server_seconds histogram\n"
+                              "traces_service_graph_request_server_seconds_count{" +
+                              shop_db + "} 3\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_server_seconds_sum{" + shop_db +
+                              "} 2.4\n"));
+  // 0.1 exactly a bound; 0.3 in (0.2, 0.4]; 2 in (1.6, 3.2].
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_server_seconds_bucket{" + shop_db +
+                              ",le=\"0.1\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_server_seconds_bucket{" + shop_db +
+                              ",le=\"0.2\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_server_seconds_bucket{" + shop_db +
+                              ",le=\"0.4\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_server_seconds_bucket{" + shop_db +
+                              ",le=\"3.2\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE traces_service_graph_request_client_seconds histogram\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_client_seconds_bucket{" + shop_db +
+                              ",le=\"12.8\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_client_seconds_bucket{" + shop_db +
+                              ",le=\"+Inf\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("traces_service_graph_request_client_seconds_count{" + web_shop +
+                              "} 1\n"));
+  EXPECT_THAT(text, HasSubstr("target_info{service_instance_id=\"node-1\",service_name=\"loupe\"}"
+                              " 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("_total_total")));
+  EXPECT_THAT(text, Not(HasSubstr("_seconds_seconds")));
+  // Every sample is one of the four families (or target_info).
+  for (const Sample& s : ParseSamples(text)) {
+    if (s.name == "target_info") continue;
+    EXPECT_TRUE(s.name == "traces_service_graph_request_total" ||
+                s.name == "traces_service_graph_request_failed_total" ||
+                s.name.starts_with("traces_service_graph_request_server_seconds_") ||
+                s.name.starts_with("traces_service_graph_request_client_seconds_"))
+        << s.name;
   }
 }
 
