@@ -169,6 +169,10 @@ std::string StatsLine(const PipelineStats& p, const KernelView& k) {
                   " invalid_events=", p.events_invalid,
                   " conns_evicted=", p.tracker.connections_evicted,
                   " sampled_out=", p.spans_sampled_out,
+                  " linked=",
+                  p.linker.links_peer + p.linker.links_header + p.linker.links_forwarded +
+                      p.linker.links_thread,
+                  " link_ambiguous=", p.linker.ambiguous,
                   " exported=", p.exported.spans_exported,
                   " dropped=", p.exported.spans_dropped,
                   " export_errors=", p.exported.export_errors);
@@ -212,6 +216,10 @@ int RunReplay(const AgentConfig& config) {
         return info;
       },
       8192, config.resource_attributes);
+  if (outputs.metrics) {
+    outputs.metrics->SetServiceGraphResource(
+        MakeAgentResource(header.host_name, config.resource_attributes));
+  }
   PipelineOptions options;
   options.tracker = MakeTrackerOptions(config);
   options.realtime_offset_ns = header.realtime_offset_ns;
@@ -437,6 +445,9 @@ int LiveRun::Run() {
       host,
       [](uint32_t tgid, const std::string& comm) { return ReadProcessInfo("/proc", tgid, comm); },
       8192, config_.resource_attributes);
+  if (outputs_.metrics) {
+    outputs_.metrics->SetServiceGraphResource(MakeAgentResource(host, config_.resource_attributes));
+  }
   if (recorder_) {
     processes_->set_observer([this](const ProcessInfo& info) { recorder_->WriteProcess(info); });
   }

@@ -1,5 +1,7 @@
 #include "agent/pipeline.h"
 
+#include <algorithm>
+#include <string>
 #include <variant>
 
 #include "agent/log.h"
@@ -10,6 +12,15 @@ namespace {
 // Invalid events are logged individually only this many times per run;
 // all are counted.
 constexpr uint64_t kMaxInvalidEventLogs = 10;
+// Without new events, the linker's clock follows the wall clock this far
+// behind, so the last exchanges are decided when traffic stops; events still
+// queued longer than this (an overloaded agent) may be decided early.
+constexpr uint64_t kIdleWatermarkLagNs = 100ull * 1000 * 1000;
+
+LinkerOptions WithSampler(LinkerOptions linker, const SamplerConfig& sampler) {
+  linker.sampler = sampler;
+  return linker;
+}
 }  // namespace
 
 Pipeline::Pipeline(const PipelineOptions& options, ProcessTable& processes,
@@ -17,21 +28,31 @@ Pipeline::Pipeline(const PipelineOptions& options, ProcessTable& processes,
     : processes_(processes),
       exporters_(exporters),
       recorder_(recorder),
-      router_(options.metrics, options.sampler, exporters),
+      router_(options.metrics, exporters),
       assembler_(processes, router_, options.realtime_offset_ns, options.id_seed),
-      tracker_(options.tracker, assembler_) {}
+      graph_(processes, options.metrics),
+      linker_(WithSampler(options.linker, options.sampler), assembler_, &graph_,
+              options.id_seed ^ 0x6c696e6bull),
+      tracker_(options.tracker, linker_) {}
 
 void SpanRouter::Consume(Span&& span) {
   if (metrics_ != nullptr) metrics_->Record(span);
-  // No span carries a propagated context yet (header context is a later
-  // issue), so every span is a root for the sampler.
-  const ParentSampling parent =
-      IsZero(span.parent_span_id) ? ParentSampling::kNone : ParentSampling::kSampled;
-  if (!ShouldSample(sampler_, span.trace_id, parent)) {
+  if (!span.sampled) {
     ++sampled_out_;
     return;
   }
   exporters_.Consume(std::move(span));
+}
+
+void ServiceGraphRecorder::OnPair(const LinkedPair& pair) {
+  if (metrics_ == nullptr) return;
+  ServiceGraphEdge edge;
+  edge.client = std::string(resources_.ForProcess(pair.client_tgid)->service_name());
+  edge.server = std::string(resources_.ForProcess(pair.server_tgid)->service_name());
+  edge.failed = pair.failed;
+  edge.client_seconds = pair.client_seconds;
+  edge.server_seconds = pair.server_seconds;
+  metrics_->RecordServiceGraphEdge(edge);
 }
 
 void Pipeline::OnRawEvent(std::span<const uint8_t> raw) {
@@ -62,6 +83,7 @@ void Pipeline::OnRawEvent(std::span<const uint8_t> raw) {
       *event);
   if (recorder_ != nullptr) recorder_->WriteEvent(raw);
   tracker_.OnEvent(*event);
+  linker_.Advance(latest_event_ns_);
 }
 
 void Pipeline::OnProcessInfo(const ProcessInfo& info) {
@@ -69,10 +91,15 @@ void Pipeline::OnProcessInfo(const ProcessInfo& info) {
   if (recorder_ != nullptr) recorder_->WriteProcess(info);
 }
 
-void Pipeline::Tick(uint64_t now_ns) { tracker_.Tick(now_ns); }
+void Pipeline::Tick(uint64_t now_ns) {
+  tracker_.Tick(now_ns);
+  const uint64_t idle_mark = now_ns > kIdleWatermarkLagNs ? now_ns - kIdleWatermarkLagNs : 0;
+  linker_.Advance(std::max(latest_event_ns_, idle_mark));
+}
 
 void Pipeline::Finish() {
   tracker_.CloseAll();
+  linker_.Flush();
   FlushExporters();
 }
 
@@ -85,6 +112,8 @@ PipelineStats Pipeline::stats() const {
   s.payload_bytes = payload_bytes_;
   s.spans_produced = assembler_.spans_produced();
   s.spans_sampled_out = router_.sampled_out();
+  s.linker = linker_.stats();
+  s.exchanges_pending = linker_.pending();
   s.connections_open = tracker_.open_connections();
   s.processes_known = processes_.size();
   s.tracker = tracker_.stats();

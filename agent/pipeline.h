@@ -1,7 +1,9 @@
 // The user-space pipeline, single-threaded: raw kernel events in, spans out.
 //
 //   raw bytes -> ParseKernelEvent -> (record) -> ConnTracker -> protocol
-//   decoders -> SpanAssembler (ids, resource, Unix time) -> exporters
+//   decoders -> ContextLinker (trace, parent, sampling) -> SpanAssembler
+//   (resource, Unix time) -> SpanRouter (RED metrics, sampled spans) ->
+//   exporters
 //
 // Live and replay runs feed the same Pipeline; only the source differs.
 #ifndef LOUPE_AGENT_PIPELINE_H_
@@ -17,6 +19,7 @@
 #include "agent/process_info.h"
 #include "agent/recording.h"
 #include "decoders/conn/conn_tracker.h"
+#include "decoders/model/context_linker.h"
 #include "decoders/model/metrics.h"
 #include "decoders/model/sampler.h"
 #include "decoders/model/span_assembler.h"
@@ -29,24 +32,38 @@ struct PipelineOptions {
   int64_t realtime_offset_ns = 0;
   uint64_t id_seed = 0;
   SamplerConfig sampler;
+  // Trace context linking (its sampler is `sampler`).
+  LinkerOptions linker;
   // Aggregates RED metrics from every span before sampling; may be null.
   MetricsRecorder* metrics = nullptr;
 };
 
-// Where finished spans go: every span feeds the RED metrics, then the
-// sampler decides which ones the span exporters get.
+// Where finished spans go: every span feeds the RED metrics, then the span
+// exporters get the sampled ones (the ContextLinker decided which).
 class SpanRouter : public SpanConsumer {
  public:
-  SpanRouter(MetricsRecorder* metrics, SamplerConfig sampler, SpanConsumer& exporters)
-      : metrics_(metrics), sampler_(sampler), exporters_(exporters) {}
+  SpanRouter(MetricsRecorder* metrics, SpanConsumer& exporters)
+      : metrics_(metrics), exporters_(exporters) {}
   void Consume(Span&& span) override;
   uint64_t sampled_out() const { return sampled_out_; }
 
  private:
   MetricsRecorder* metrics_;
-  SamplerConfig sampler_;
   SpanConsumer& exporters_;
   uint64_t sampled_out_ = 0;
+};
+
+// Client/server pairs joined by the linker, as service-graph edges between
+// the two processes' service names.
+class ServiceGraphRecorder : public PairSink {
+ public:
+  ServiceGraphRecorder(ResourceProvider& resources, MetricsRecorder* metrics)
+      : resources_(resources), metrics_(metrics) {}
+  void OnPair(const LinkedPair& pair) override;
+
+ private:
+  ResourceProvider& resources_;
+  MetricsRecorder* metrics_;
 };
 
 struct PipelineStats {
@@ -55,6 +72,8 @@ struct PipelineStats {
   uint64_t payload_bytes = 0;  // captured payload bytes seen in user space
   uint64_t spans_produced = 0;
   uint64_t spans_sampled_out = 0;
+  LinkerStats linker;
+  size_t exchanges_pending = 0;  // held by the linker
   size_t connections_open = 0;
   size_t processes_known = 0;
   TrackerStats tracker;
@@ -86,6 +105,8 @@ class Pipeline {
   RecordingWriter* recorder_;
   SpanRouter router_;
   SpanAssembler assembler_;
+  ServiceGraphRecorder graph_;
+  ContextLinker linker_;
   ConnTracker tracker_;
   uint64_t latest_event_ns_ = 0;
   uint64_t events_received_ = 0;

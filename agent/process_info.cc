@@ -105,6 +105,21 @@ ProcessInfo ReadProcessInfo(const std::string& proc_root, uint32_t tgid, std::st
   return info;
 }
 
+std::shared_ptr<const Resource> MakeAgentResource(const std::string& host_name,
+                                                  const ExtraAttributes& extra) {
+  auto resource = std::make_shared<Resource>();
+  resource->attributes.Set("service.name", "loupe");
+  resource->attributes.Set("process.pid", static_cast<int64_t>(getpid()));
+  resource->attributes.Set("host.name", host_name);
+  resource->attributes.Set("service.instance.id", absl::StrCat(host_name, ":loupe"));
+  resource->attributes.Set("telemetry.sdk.name", "loupe");
+  resource->attributes.Set("telemetry.sdk.language", "cpp");
+  for (const auto& [key, value] : extra) {
+    if (resource->attributes.Find(key) == nullptr) resource->attributes.Set(key, value);
+  }
+  return resource;
+}
+
 std::shared_ptr<const Resource> MakeProcessResource(const ProcessInfo& info,
                                                     const std::string& host_name,
                                                     const ExtraAttributes& extra) {

@@ -39,6 +39,11 @@ std::string ServiceNameFromEnviron(std::string_view environ_block);
 
 using ExtraAttributes = std::vector<std::pair<std::string, std::string>>;
 
+// The agent's own resource (service.name "loupe", host.name, process.pid),
+// for telemetry that belongs to no traced process: the service graph.
+std::shared_ptr<const Resource> MakeAgentResource(const std::string& host_name,
+                                                  const ExtraAttributes& extra);
+
 // The resource of a process's spans. `extra` (OTEL_RESOURCE_ATTRIBUTES of
 // the agent: cluster, environment, ...) is added where the process has no
 // attribute of that name.

@@ -81,6 +81,38 @@ std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t) {
           static_cast<double>(p.spans_produced));
   Counter(out, "loupe_spans_sampled_out_total", "Spans the trace sampler did not export.",
           static_cast<double>(p.spans_sampled_out));
+  {
+    const LinkerStats& l = p.linker;
+    const std::string help = "Spans given a parent, by how the parent was found.";
+    Counter(out, "loupe_context_links_total", help, static_cast<double>(l.links_peer),
+            {{"method", "peer"}});
+    Counter(out, "loupe_context_links_total", help, static_cast<double>(l.links_header),
+            {{"method", "header"}});
+    Counter(out, "loupe_context_links_total", help, static_cast<double>(l.links_forwarded),
+            {{"method", "forwarded"}});
+    Counter(out, "loupe_context_links_total", help, static_cast<double>(l.links_thread),
+            {{"method", "thread"}});
+    Counter(out, "loupe_context_roots_total", "Spans that started a new trace.",
+            static_cast<double>(l.roots));
+    Counter(out, "loupe_context_ambiguous_total",
+            "Client calls made while several server requests were open on the thread "
+            "(event loops): no parent guessed.",
+            static_cast<double>(l.ambiguous));
+    Counter(out, "loupe_context_late_total",
+            "Exchanges announced after their decision was due, decided with what was known.",
+            static_cast<double>(l.late));
+    Counter(out, "loupe_context_forced_total",
+            "Exchanges decided early: evicted by the bound, or at shutdown.",
+            static_cast<double>(l.forced));
+    Counter(out, "loupe_context_evicted_total",
+            "Unfinished or undecided exchanges forgotten to stay within the linker's bound.",
+            static_cast<double>(l.evicted));
+    Counter(out, "loupe_context_unannounced_total",
+            "Finished exchanges whose announcement was unknown (evicted or never seen).",
+            static_cast<double>(l.unannounced_records));
+    Gauge(out, "loupe_context_pending", "Exchanges held by the trace context linker.",
+          static_cast<double>(p.exchanges_pending));
+  }
   Counter(out, "loupe_metric_points_total", "Measurements recorded into RED metrics.",
           static_cast<double>(t.metrics.points_recorded));
   Counter(out, "loupe_metric_overflow_points_total",

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -80,6 +81,11 @@ struct ProtocolUpgrade {
   uint64_t request_start_ns = 0;
   uint32_t request_tid = 0;
   uint64_t request_body_size = 0;
+  // What the request was announced with (SpanSink::OnExchangeStart) by the
+  // decoder that saw it: stream 1's span carries the same key and context,
+  // with no second announcement. key.seq 0: it was not announced.
+  ExchangeKey request_key;
+  std::optional<TraceContext> request_context;
 };
 
 struct DecodeContext {

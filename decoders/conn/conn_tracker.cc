@@ -327,6 +327,7 @@ void ConnTracker::Finish(uint64_t conn_id, bool closed) {
     }
   }
   Retire(*conn);
+  sink_.OnConnectionEnd(conn_id, conn->last_active_ns);
 }
 
 void ConnTracker::Retire(Connection& conn) {

@@ -2,7 +2,9 @@
 // that pairs each final response with the oldest unanswered request (HTTP/1
 // answers in order, pipelined or not: RFC 9112 section 9.3.2), and the
 // mapping of each exchange to a SpanRecord with OpenTelemetry HTTP semantic
-// convention attributes.
+// convention attributes. Each request is announced to the sink
+// (SpanSink::OnExchangeStart) as soon as its header block is parsed, before
+// any response can answer it; its span later carries the same key.
 #include "decoders/http1/http1_decoder.h"
 
 #include <algorithm>
@@ -14,10 +16,20 @@
 
 #include "decoders/http1/http1_parser.h"
 #include "decoders/model/route.h"
+#include "decoders/model/trace_context.h"
 
 namespace loupe::http1 {
 
 namespace {
+
+// Who a request's exchange belongs to, fixed when the request is announced
+// so that its span says the same even if the connection's role is learned in
+// between.
+struct Exchange {
+  ExchangeKey key;  // seq 0: not announced (the span carries no key)
+  SpanKind kind = SpanKind::kServer;
+  std::optional<TraceContext> context;
+};
 
 // Requests waiting for their response, in arrival order. A ring of Message
 // slots that keep their string capacity, so a keep-alive connection reaches
@@ -27,6 +39,7 @@ class RequestQueue {
   struct Entry {
     Message message;
     Direction dir = Direction::kIngress;
+    Exchange exchange;
   };
 
   bool empty() const { return count_ == 0; }
@@ -35,11 +48,12 @@ class RequestQueue {
   const Entry& front() const { return slots_[head_]; }
 
   // Copies `message` into a free slot, whose strings keep their capacity.
-  void Push(const Message& message, Direction dir) {
+  void Push(const Message& message, Direction dir, Exchange&& exchange) {
     if (count_ == slots_.size()) Grow();
     Entry& slot = slots_[(head_ + count_) % slots_.size()];
     slot.message = message;
     slot.dir = dir;
+    slot.exchange = std::move(exchange);
     ++count_;
   }
   void Pop() {
@@ -115,6 +129,37 @@ Direction RequestDirection(Role role) {
   return role == Role::kServer ? Direction::kIngress : Direction::kEgress;
 }
 
+SpanKind KindOf(Role role, Direction request_dir) {
+  switch (role) {
+    case Role::kServer:
+      return SpanKind::kServer;
+    case Role::kClient:
+      return SpanKind::kClient;
+    case Role::kUnknown:
+      break;
+  }
+  // Who received the request is the server.
+  return request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
+}
+
+// A blocking read's entry time says when the reader started waiting, not
+// when the bytes came: received messages start at the syscall's exit, sent
+// ones at the write's entry.
+uint64_t StartTime(const Message& request, Direction request_dir) {
+  return request_dir == Direction::kIngress ? request.first_byte.end_ns
+                                            : request.first_byte.start_ns;
+}
+
+std::optional<TraceContext> RequestContext(const Message& request) {
+  if (request.trace_context.empty()) return std::nullopt;
+  return ContextFromHeaders([&request](std::string_view name) -> std::optional<std::string_view> {
+    for (const TraceContextHeader& h : request.trace_context) {
+      if (h.name == name) return std::string_view(h.value);
+    }
+    return std::nullopt;
+  });
+}
+
 // Whether an Upgrade field value (a comma-separated list of protocols, RFC
 // 9110 section 7.8) offers "h2c": HTTP/2 over cleartext (RFC 7540 section
 // 3.2).
@@ -152,6 +197,10 @@ class Http1Decoder final : public ConnectionDecoder {
     // A message whose bytes were dropped under the parser is cut by a loss.
     if (parser.in_message() && !answered) ++ctx.stats.truncated;
     if (answered) answered_partial_.reset();
+    // An announced partial request that is lost gets no span.
+    if (announced_partial_.has_value() && announced_partial_->dir == dir) {
+      announced_partial_.reset();
+    }
     parser.Reset();
   }
 
@@ -186,6 +235,7 @@ class Http1Decoder final : public ConnectionDecoder {
     ctx.stats.unanswered_requests += queue_.size();
     queue_.Clear();
     answered_partial_.reset();
+    announced_partial_.reset();
     for (MessageParser& parser : parsers_) parser.EnterEndOfStream();
   }
 
@@ -218,7 +268,11 @@ class Http1Decoder final : public ConnectionDecoder {
       // until the response says which protocol they are.
       if (h2c_request_dir_ == dir || Upgraded(ctx)) return;
       UpdateMethodHint();
-      switch (parser.Parse(stream, method_hint_)) {
+      const ParseState state = parser.Parse(stream, method_hint_);
+      // A request whose body is still arriving is announced now: its
+      // response may come first (an early 413 or 417).
+      if (state != ParseState::kSuccess) AnnouncePartialRequest(dir, ctx);
+      switch (state) {
         case ParseState::kSuccess:
           OnMessage(dir, parser.message(), ctx);
           if (!parser.type().has_value() || !parsers_[Index(Opposite(dir))].type().has_value()) {
@@ -296,15 +350,70 @@ class Http1Decoder final : public ConnectionDecoder {
       answered_partial_.reset();  // its response came early and made the span already
       return;
     }
-    if (queue_.size() >= ctx.options.max_pending_requests) {
-      // Keep the oldest: responses answer them first, so dropping the newest
-      // keeps every later pairing right until the queue drains.
-      ++ctx.stats.dropped_requests;
-      return;
+    // Announced while its body was arriving: it was admitted then.
+    std::optional<Exchange> exchange = TakeAnnouncedPartial(dir, request);
+    if (!exchange.has_value()) {
+      if (queue_.size() >= ctx.options.max_pending_requests) {
+        // Keep the oldest: responses answer them first, so dropping the
+        // newest keeps every later pairing right until the queue drains.
+        // Not announced: it will never have a span.
+        ++ctx.stats.dropped_requests;
+        return;
+      }
+      exchange = Announce(dir, request, ctx);
     }
-    queue_.Push(request, dir);
+    queue_.Push(request, dir, std::move(*exchange));
     // Only where the tracker can switch decoders (ctx.upgrade set).
     if (ctx.upgrade != nullptr && OffersH2c(request.upgrade)) h2c_request_dir_ = dir;
+  }
+
+  // SpanSink::OnExchangeStart for a request whose header block is parsed:
+  // the next key of the connection, and the kind, thread and start time its
+  // span will have.
+  Exchange Announce(Direction dir, const Message& request, DecodeContext& ctx) {
+    const ConnInfo& conn = ctx.conn;
+    ExchangeStart start;
+    start.key = ExchangeKey{conn.conn_id, ++last_seq_, /*stream_id=*/0};
+    start.kind = KindOf(conn.role, dir);
+    start.tgid = conn.tgid;
+    start.tid = request.first_byte.tid;
+    start.start_mono_ns = StartTime(request, dir);
+    start.tuple = conn.tuple;
+    start.context = RequestContext(request);
+    ctx.sink.OnExchangeStart(start);
+    return Exchange{start.key, start.kind, std::move(start.context)};
+  }
+
+  // A request that no announcement covers gets a span without a key.
+  static Exchange Unannounced(Direction dir, const Message& request, const DecodeContext& ctx) {
+    return Exchange{ExchangeKey{}, KindOf(ctx.conn.role, dir), RequestContext(request)};
+  }
+
+  // Announces the request whose header block `dir`'s parser has finished
+  // while its body is still to come, once; only while the queue has room
+  // for it, so that an announced request is never dropped.
+  void AnnouncePartialRequest(Direction dir, DecodeContext& ctx) {
+    const Message* m = parsers_[Index(dir)].partial_message();
+    if (m == nullptr || m->type != MessageType::kRequest) return;
+    if (announced_partial_.has_value() && announced_partial_->dir == dir &&
+        announced_partial_->start_offset == m->start_offset) {
+      return;
+    }
+    if (IsAnsweredPartial(*m, dir)) return;
+    if (queue_.size() >= ctx.options.max_pending_requests) return;  // decided when it completes
+    announced_partial_ = AnnouncedPartial{dir, m->start_offset, Announce(dir, *m, ctx)};
+  }
+
+  // The announcement of `request` made while it was partial, if any.
+  std::optional<Exchange> TakeAnnouncedPartial(Direction dir, const Message& request) {
+    if (!announced_partial_.has_value() || announced_partial_->dir != dir) return std::nullopt;
+    std::optional<Exchange> out;
+    // Another start offset: that message was lost under the parser.
+    if (announced_partial_->start_offset == request.start_offset) {
+      out = std::move(announced_partial_->exchange);
+    }
+    announced_partial_.reset();
+    return out;
   }
 
   static bool Upgraded(const DecodeContext& ctx) {
@@ -325,11 +434,10 @@ class Http1Decoder final : public ConnectionDecoder {
     up.method = m.method;
     up.target = m.target;
     up.authority = m.host;
-    // The span start rule (see EmitSpan): received bytes count from the
-    // read's exit, sent bytes from the write's entry.
-    up.request_start_ns =
-        request.dir == Direction::kIngress ? m.first_byte.end_ns : m.first_byte.start_ns;
+    up.request_start_ns = StartTime(m, request.dir);
     up.request_tid = m.first_byte.tid;
+    up.request_key = request.exchange.key;
+    up.request_context = request.exchange.context;
     up.request_body_size =
         m.framing == BodyFraming::kContentLength || m.framing == BodyFraming::kChunked
             ? m.body_size
@@ -356,7 +464,7 @@ class Http1Decoder final : public ConnectionDecoder {
       // A final answer in HTTP/1 (the server ignored the offer): the
       // client's later bytes are HTTP/1 too.
       if (h2c_request_dir_ == request.dir) h2c_request_dir_.reset();
-      EmitSpan(request.message, request.dir, response, ctx);
+      EmitSpan(request.message, request.dir, request.exchange, response, ctx);
       queue_.Pop();
     } else if (const PartialRequest partial = FindPartialRequest();
                queue_.empty() && partial.message != nullptr &&
@@ -364,7 +472,10 @@ class Http1Decoder final : public ConnectionDecoder {
                CanAnswer(*partial.message, response)) {
       // The response finished before the request body did (an early 413 or
       // 417, or a server that does not read the body): the exchange is over.
-      EmitSpan(*partial.message, partial.dir, response, ctx);
+      std::optional<Exchange> exchange = TakeAnnouncedPartial(partial.dir, *partial.message);
+      EmitSpan(*partial.message, partial.dir,
+               exchange.has_value() ? *exchange : Unannounced(partial.dir, *partial.message, ctx),
+               response, ctx);
       answered_partial_ = std::make_pair(partial.dir, partial.message->start_offset);
     } else {
       ++ctx.stats.unmatched_responses;
@@ -393,32 +504,23 @@ class Http1Decoder final : public ConnectionDecoder {
     return cache.text;
   }
 
-  void EmitSpan(const Message& request, Direction request_dir, const Message& response,
-                DecodeContext& ctx) {
+  // `exchange`: what the request was announced with (Announce), whose kind,
+  // key and context the span repeats; its thread and start time follow the
+  // same rules as the announcement's.
+  void EmitSpan(const Message& request, Direction request_dir, const Exchange& exchange,
+                const Message& response, DecodeContext& ctx) {
     const ConnInfo& conn = ctx.conn;
     SpanRecord span;
-    switch (conn.role) {
-      case Role::kServer:
-        span.kind = SpanKind::kServer;
-        break;
-      case Role::kClient:
-        span.kind = SpanKind::kClient;
-        break;
-      case Role::kUnknown:
-        // Who received the request is the server.
-        span.kind = request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
-        break;
-    }
+    span.kind = exchange.kind;
     const bool server_span = span.kind == SpanKind::kServer;
-    // A blocking read's entry time says when the reader started waiting, not
-    // when the bytes came: received messages start at the syscall's exit.
-    span.start_mono_ns = request_dir == Direction::kIngress ? request.first_byte.end_ns
-                                                            : request.first_byte.start_ns;
+    span.start_mono_ns = StartTime(request, request_dir);
     span.end_mono_ns = std::max(response.last_byte.end_ns, span.start_mono_ns);
     span.tgid = conn.tgid;
     span.tid = request.first_byte.tid;
     span.conn_id = conn.conn_id;
     span.tuple = conn.tuple;
+    span.key = exchange.key;
+    span.context = exchange.context;
 
     const bool standard_method = IsStandardMethod(request.method);
     const std::string_view method = standard_method ? std::string_view(request.method) : "_OTHER";
@@ -514,6 +616,16 @@ class Http1Decoder final : public ConnectionDecoder {
   // The direction whose last request offered h2c and awaits its answer:
   // not parsed further until then (see Drain).
   std::optional<Direction> h2c_request_dir_;
+  // The partial request (header block parsed, body arriving) announced
+  // already, identified by direction and start offset: when it completes (or
+  // an early response answers it) it is not announced again.
+  struct AnnouncedPartial {
+    Direction dir = Direction::kIngress;
+    uint64_t start_offset = 0;
+    Exchange exchange;
+  };
+  std::optional<AnnouncedPartial> announced_partial_;
+  uint64_t last_seq_ = 0;  // the connection's last ExchangeKey::seq
   CachedAddress local_address_;
   CachedAddress remote_address_;
 };

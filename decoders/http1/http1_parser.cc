@@ -126,6 +126,7 @@ FieldMatch ClassifyFieldName(std::string_view name) {
     case 10:
       if (is("connection")) return {Field::kConnection, {}};
       if (is("tracestate")) return {Field::kTraceContext, "tracestate"};
+      if (is("x-b3-flags")) return {Field::kTraceContext, "x-b3-flags"};
       break;
     case 11:
       if (is("traceparent")) return {Field::kTraceContext, "traceparent"};

@@ -53,14 +53,15 @@ enum class Completeness : uint8_t {
   kBadFraming,  // the chunk framing was invalid: ends where it went wrong
 };
 
-// Trace-context headers are the only ones kept with their value (for later
-// context linking). `name` is lowercase and points to static storage.
+// Trace-context headers are the only ones kept with their value (for context
+// linking). `name` is lowercase and points to static storage.
 struct TraceContextHeader {
   std::string_view name;
   std::string value;
   bool operator==(const TraceContextHeader&) const = default;
 };
-// traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled.
+// traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled,
+// x-b3-flags (IsTraceContextHeader in decoders/model/trace_context.h).
 inline constexpr size_t kMaxTraceContextHeaders = 8;
 inline constexpr size_t kMaxTraceContextValueBytes = 512;
 

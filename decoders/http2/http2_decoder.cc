@@ -10,6 +10,11 @@
 // the frame that carried END_STREAM on the response (trailers included), or
 // of a RST_STREAM. Streams still open when the connection ends give no span
 // (their end is unknown) and count as unanswered requests.
+//
+// A stream is announced to the sink (SpanSink::OnExchangeStart) when its
+// request header block is decoded, with the key its span will carry; a
+// stream whose request headers were not seen (joined mid-connection) is not,
+// and its span has no key.
 #include "decoders/http2/http2_decoder.h"
 
 #include <algorithm>
@@ -25,6 +30,7 @@
 #include "decoders/http2/grpc.h"
 #include "decoders/http2/hpack_decoder.h"
 #include "decoders/model/route.h"
+#include "decoders/model/trace_context.h"
 
 namespace loupe::http2 {
 
@@ -40,18 +46,29 @@ constexpr size_t kMaxRawStatusMessageBytes = 3 * kMaxStatusMessageBytes;
 constexpr size_t kMaxFreeStreams = 64;
 
 // Trace-context headers are the only ones kept beyond what the span needs
-// (for later context linking). `name` points to static storage.
+// (for context linking). `name` is lower case and points to static storage.
 struct TraceContextHeader {
   std::string_view name;
   std::string value;
 };
 
+bool EqualsLower(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c) != lower[i]) return false;
+  }
+  return true;
+}
+
+// Field names are lower case on the wire (RFC 9113 section 8.2.1); a peer
+// that breaks the rule still meant the same header.
 std::string_view TraceContextName(std::string_view name) {
   static constexpr std::string_view kNames[] = {
       "traceparent", "tracestate",        "b3",           "x-b3-traceid",
       "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"};
   for (const std::string_view known : kNames) {
-    if (name == known) return known;
+    if (EqualsLower(name, known)) return known;
   }
   return {};
 }
@@ -120,6 +137,19 @@ Direction RequestDirection(Role role) {
   return role == Role::kServer ? Direction::kIngress : Direction::kEgress;
 }
 
+SpanKind KindOf(Role role, Direction request_dir) {
+  switch (role) {
+    case Role::kServer:
+      return SpanKind::kServer;
+    case Role::kClient:
+      return SpanKind::kClient;
+    case Role::kUnknown:
+      break;
+  }
+  // Who received the request is the server.
+  return request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
+}
+
 // The values kept from one header block. Only these are ever stored:
 // pseudo-headers, content-type, te, host, grpc-status, grpc-message and the
 // trace-context allowlist; never authorization, cookies or anything else.
@@ -157,6 +187,24 @@ struct BlockFields {
   }
   bool incomplete() const { return unknown > 0 || over_bound || lost; }
 };
+
+// Whether a request-side block is the request's header block: it carries
+// :method (RFC 9113 section 8.3.1), or may have and lost it. A complete block
+// without pseudo-headers is trailers (section 8.1): after a mid-connection
+// join the request's own header block was not seen.
+bool IsRequestHead(const BlockFields& f) {
+  return !f.method.empty() || !f.path.empty() || !f.authority.empty() || f.incomplete();
+}
+
+std::optional<TraceContext> RequestContext(const BlockFields& request) {
+  if (request.trace_context.empty()) return std::nullopt;
+  return ContextFromHeaders([&request](std::string_view name) -> std::optional<std::string_view> {
+    for (const TraceContextHeader& h : request.trace_context) {
+      if (h.name == name) return std::string_view(h.value);
+    }
+    return std::nullopt;
+  });
+}
 
 class FieldCollector final : public HeaderHandler {
  public:
@@ -230,12 +278,24 @@ struct Half {
   }
 };
 
+// What a stream was announced with (or, after an h2c upgrade, what the
+// HTTP/1 decoder announced its request with), fixed then so that its span
+// says the same even if the connection's role is learned in between.
+struct Announcement {
+  Direction request_dir = Direction::kIngress;
+  ExchangeKey key;  // seq 0: the upgrade request was not announced
+  SpanKind kind = SpanKind::kServer;
+  std::optional<TraceContext> context;
+};
+
 struct Stream {
   uint32_t id = 0;
   std::array<Half, kDirections> half;  // by Direction
+  std::optional<Announcement> announced;
   void Clear() {
     id = 0;
     for (Half& h : half) h.Clear();
+    announced.reset();
   }
 };
 
@@ -253,7 +313,6 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
         readers_{FrameReader(options.max_header_bytes, upgrade != nullptr),
                  FrameReader(options.max_header_bytes, upgrade != nullptr)},
         upgraded_(upgrade != nullptr) {
-    (void)conn;
     if (upgrade != nullptr && upgrade->has_request) {
       // RFC 7540 section 3.2: the HTTP/1.1 request that asked for the
       // upgrade is stream 1, half-closed on the client's side; its response
@@ -272,6 +331,11 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
       h.has_data = upgrade->request_body_size > 0;
       h.body_bytes = upgrade->request_body_size;
       max_stream_id_ = 1;
+      // Announced by the HTTP/1 decoder already: the same key, no second
+      // announcement; the connection's keys continue after it.
+      s.announced = Announcement{d, upgrade->request_key, KindOf(conn.role, d),
+                                 upgrade->request_context};
+      last_seq_ = upgrade->request_key.seq;
     }
   }
 
@@ -440,6 +504,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
         std::swap(h.fields, scratch_);
         h.headers_done = true;
         ++stats().messages;
+        if (RequestDirFor(*s) == dir_ && IsRequestHead(h.fields)) Announce(*s);
       }
     } else {
       // Trailers (section 8.1): only the gRPC status is of interest.
@@ -567,6 +632,25 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
   }
 
   // --- Spans ---------------------------------------------------------------
+  // SpanSink::OnExchangeStart for a stream whose request header block (in
+  // direction dir_) was just decoded: the next key of the connection, and
+  // the kind, thread and start time its span will have.
+  void Announce(Stream& s) {
+    if (s.announced.has_value()) return;
+    const ConnInfo& conn = ctx_->conn;
+    const Half& rq = s.half[Index(dir_)];
+    ExchangeStart start;
+    start.key = ExchangeKey{conn.conn_id, ++last_seq_, s.id};
+    start.kind = KindOf(conn.role, dir_);
+    start.tgid = conn.tgid;
+    start.tid = rq.tid;
+    start.start_mono_ns = rq.start_ns;
+    start.tuple = conn.tuple;
+    start.context = RequestContext(rq.fields);
+    ctx_->sink.OnExchangeStart(start);
+    s.announced = Announcement{dir_, start.key, start.kind, std::move(start.context)};
+  }
+
   const std::string& AddressString(const IpAddress& addr, bool local) {
     CachedAddress& cache = local ? local_address_ : remote_address_;
     if (!cache.valid || !(cache.addr == addr)) {
@@ -617,16 +701,15 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
     const Half& rq = s.half[Index(request_dir)];
     const Half& rs = s.half[Index(Opposite(request_dir))];
     SpanRecord span;
-    switch (conn.role) {
-      case Role::kServer:
-        span.kind = SpanKind::kServer;
-        break;
-      case Role::kClient:
-        span.kind = SpanKind::kClient;
-        break;
-      case Role::kUnknown:
-        span.kind = request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
-        break;
+    // What the stream was announced with, unless its request side was only
+    // known later (then there was no announcement: no key).
+    if (s.announced.has_value() && s.announced->request_dir == request_dir) {
+      span.kind = s.announced->kind;
+      span.key = s.announced->key;
+      span.context = s.announced->context;
+    } else {
+      span.kind = KindOf(conn.role, request_dir);
+      span.context = RequestContext(rq.fields);
     }
     span.start_mono_ns = rq.start_ns;
     span.end_mono_ns = std::max(reset != nullptr ? reset->end_ns : rs.end_ns, span.start_mono_ns);
@@ -760,6 +843,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
   absl::flat_hash_map<uint32_t, std::unique_ptr<Stream>> streams_;
   std::vector<std::unique_ptr<Stream>> free_;
   uint32_t max_stream_id_ = 0;
+  uint64_t last_seq_ = 0;  // the connection's last ExchangeKey::seq
   BlockFields scratch_;  // the header block being decoded
   CachedAddress local_address_;
   CachedAddress remote_address_;

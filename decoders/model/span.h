@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -58,6 +59,44 @@ enum class StatusCode : uint8_t { kUnset, kOk, kError };
 std::string_view SpanKindName(SpanKind kind);        // "SERVER" / "CLIENT"
 std::string_view StatusCodeName(StatusCode code);    // "UNSET" / "OK" / "ERROR"
 
+using TraceId = std::array<uint8_t, 16>;
+using SpanId = std::array<uint8_t, 8>;
+
+// A trace context read from a request's headers (W3C traceparent /
+// tracestate, B3): the caller's trace and span (decoders/model/
+// trace_context.h parses them).
+struct TraceContext {
+  TraceId trace_id{};
+  SpanId span_id{};
+  bool sampled = false;
+  std::string tracestate;  // W3C tracestate, passed on as is (bounded)
+  bool operator==(const TraceContext&) const = default;
+};
+
+// Where one exchange sits on its connection, so that its start (announced
+// when the request is seen) and its end (the SpanRecord) can be matched,
+// and so that the two ends of one connection can be joined: HTTP/2 stream
+// ids are the same on both ends.
+struct ExchangeKey {
+  uint64_t conn_id = 0;
+  uint64_t seq = 0;        // per connection, assigned by the decoder (1, 2, ...)
+  uint64_t stream_id = 0;  // HTTP/2 stream id; 0 when the protocol has none
+  bool operator==(const ExchangeKey&) const = default;
+};
+
+// A request seen, before its response: announced so that exchanges that
+// start while it is open (calls the handling thread makes, the server side
+// of a connection on this host) can be linked to it.
+struct ExchangeStart {
+  ExchangeKey key;
+  SpanKind kind = SpanKind::kServer;
+  uint32_t tgid = 0;
+  uint32_t tid = 0;            // thread that carried the request's first byte
+  uint64_t start_mono_ns = 0;  // as SpanRecord::start_mono_ns
+  ConnTuple tuple;
+  std::optional<TraceContext> context;  // from the request's headers
+};
+
 // One finished exchange, as a protocol decoder sees it.
 struct SpanRecord {
   SpanKind kind = SpanKind::kServer;
@@ -67,15 +106,24 @@ struct SpanRecord {
   StatusCode status = StatusCode::kUnset;
   std::string status_message;
   Attributes attributes;
-  // Identity, for the resource lookup and (later) context linking.
+  // Identity, for the resource lookup and context linking.
   uint32_t tgid = 0;
   uint32_t tid = 0;  // thread that carried the request's first byte
   uint64_t conn_id = 0;
   ConnTuple tuple;
+  // Set by decoders that announce ExchangeStarts (key.seq != 0), the same
+  // key as announced; decoders that do not announce leave it zero and their
+  // spans are linked at completion (leaf calls: databases).
+  ExchangeKey key;
+  std::optional<TraceContext> context;  // from the request's headers
+  // Decided by the ContextLinker (ids_decided); otherwise the assembler
+  // starts a new trace for the record.
+  bool ids_decided = false;
+  TraceId trace_id{};
+  SpanId span_id{};
+  SpanId parent_span_id{};
+  bool sampled = true;
 };
-
-using TraceId = std::array<uint8_t, 16>;
-using SpanId = std::array<uint8_t, 8>;
 
 std::string ToHex(const TraceId& id);
 std::string ToHex(const SpanId& id);
@@ -106,13 +154,21 @@ struct Span {
   uint32_t tid = 0;
   uint64_t conn_id = 0;
   ConnTuple tuple;  // the socket as the span's own process sees it
+  // The sampling decision made when the trace context was decided (the
+  // parent's for a child): the span exporters get sampled spans only.
+  bool sampled = true;
 };
 
-// Where decoders deliver finished exchanges.
+// Where decoders deliver exchanges: announced when the request is seen
+// (optional), finished when the response is.
 class SpanSink {
  public:
   virtual ~SpanSink() = default;
+  virtual void OnExchangeStart(const ExchangeStart& /*start*/) {}
   virtual void OnSpan(SpanRecord&& record) = 0;
+  // The connection is gone (closed, idle or evicted) after its decoder saw
+  // the end: exchanges announced on it and never finished are over.
+  virtual void OnConnectionEnd(uint64_t /*conn_id*/, uint64_t /*last_active_ns*/) {}
 };
 
 // Where finished spans go (exporters implement it; see exporters/exporter.h).

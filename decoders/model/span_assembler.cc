@@ -87,10 +87,16 @@ SpanAssembler::SpanAssembler(ResourceProvider& resources, SpanConsumer& out,
 
 void SpanAssembler::OnSpan(SpanRecord&& record) {
   Span span;
-  span.trace_id = ids_.NewTraceId();
-  span.span_id = ids_.NewSpanId();
-  // parent_span_id stays all zero: every span is a root until context
-  // linking exists.
+  if (record.ids_decided) {
+    span.trace_id = record.trace_id;
+    span.span_id = record.span_id;
+    span.parent_span_id = record.parent_span_id;
+    span.sampled = record.sampled;
+  } else {
+    // No linker decided this record's place: it starts a trace of its own.
+    span.trace_id = ids_.NewTraceId();
+    span.span_id = ids_.NewSpanId();
+  }
   span.name = std::move(record.name);
   span.kind = record.kind;
   span.start_unix_ns = ToUnixNanos(record.start_mono_ns, realtime_offset_ns_);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -196,6 +197,23 @@ std::string FindProgram(const std::vector<std::string>& candidates) {
   return "";
 }
 
+std::multiset<std::string> CanonicalSpans(const std::vector<Json>& spans) {
+  std::map<std::string, std::string> identity;  // span id -> kind@start
+  for (const Json& s : spans) {
+    identity[s.value("span_id", "")] =
+        s.value("kind", "") + "@" + std::to_string(s.value("start_time_unix_nano", uint64_t{0}));
+  }
+  std::multiset<std::string> out;
+  for (Json s : spans) {
+    const std::string parent = s.value("parent_span_id", "");
+    s["parent_span_id"] = parent.empty() ? "" : identity[parent];
+    s.erase("trace_id");
+    s.erase("span_id");
+    out.insert(s.dump());
+  }
+  return out;
+}
+
 std::string LoupeBinary() { return std::string(LOUPE_BINARY_DIR) + "/agent/loupe"; }
 
 std::unique_ptr<LoupeProcess> LoupeProcess::Start(const std::string& dir,
@@ -246,6 +264,13 @@ int64_t LoupeProcess::FinalStat(const std::string& key) const {
 
 std::unique_ptr<NginxServer> NginxServer::Start(
     const std::vector<std::pair<std::string, std::string>>& files, std::string* error) {
+  return StartWithTemplate("nginx.conf.in", {}, files, error);
+}
+
+std::unique_ptr<NginxServer> NginxServer::StartWithTemplate(
+    const std::string& template_name,
+    const std::vector<std::pair<std::string, std::string>>& substitutions,
+    const std::vector<std::pair<std::string, std::string>>& files, std::string* error) {
   const std::string nginx = FindProgram({"/usr/sbin/nginx", "/usr/bin/nginx"});
   if (nginx.empty()) {
     *error = "nginx is not installed (apt-get install nginx)";
@@ -266,9 +291,11 @@ std::unique_ptr<NginxServer> NginxServer::Start(
   }
   server->port_ = PickFreePort();
   std::string conf =
-      ReadFileOrEmpty(std::string(LOUPE_SOURCE_DIR) + "/tests/integration/nginx.conf.in");
-  for (auto [key, value] : {std::pair<std::string, std::string>{"@PREFIX@", server->dir_},
-                            {"@PORT@", std::to_string(server->port_)}}) {
+      ReadFileOrEmpty(std::string(LOUPE_SOURCE_DIR) + "/tests/integration/" + template_name);
+  std::vector<std::pair<std::string, std::string>> all = substitutions;
+  all.emplace_back("@PREFIX@", server->dir_);
+  all.emplace_back("@PORT@", std::to_string(server->port_));
+  for (const auto& [key, value] : all) {
     for (size_t at; (at = conf.find(key)) != std::string::npos;) conf.replace(at, key.size(), value);
   }
   WriteFile(server->dir_ + "/nginx.conf", conf);
@@ -303,6 +330,82 @@ void NginxServer::Stop() {
     process_->Signal(SIGQUIT);
     process_->Wait(std::chrono::seconds(10));
   }
+}
+
+namespace {
+
+// A label value up to its closing quote, with \\, \" and \n unescaped;
+// `at` ends past the quote.
+std::optional<std::string> LabelValue(const std::string& line, size_t* at) {
+  std::string out;
+  for (size_t i = *at; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '"') {
+      *at = i + 1;
+      return out;
+    }
+    if (c == '\\' && i + 1 < line.size()) {
+      const char next = line[++i];
+      out.push_back(next == 'n' ? '\n' : next);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<MetricSample> ParseSample(const std::string& line) {
+  MetricSample sample;
+  size_t at = line.find_first_of("{ ");
+  if (at == std::string::npos || at == 0) return std::nullopt;
+  sample.name = line.substr(0, at);
+  if (line[at] == '{') {
+    ++at;
+    while (at < line.size() && line[at] != '}') {
+      const size_t eq = line.find("=\"", at);
+      if (eq == std::string::npos) return std::nullopt;
+      const std::string key = line.substr(at, eq - at);
+      at = eq + 2;
+      std::optional<std::string> value = LabelValue(line, &at);
+      if (!value) return std::nullopt;
+      sample.labels[key] = std::move(*value);
+      if (at < line.size() && line[at] == ',') ++at;
+    }
+    if (at >= line.size()) return std::nullopt;
+    ++at;  // '}'
+  }
+  const char* start = line.c_str() + at;
+  char* end = nullptr;
+  sample.value = std::strtod(start, &end);
+  if (end == start) return std::nullopt;
+  return sample;
+}
+
+}  // namespace
+
+std::vector<MetricSample> ParsePrometheusText(const std::string& text) {
+  std::vector<MetricSample> samples;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    if (std::optional<MetricSample> sample = ParseSample(line)) samples.push_back(*sample);
+  }
+  return samples;
+}
+
+std::optional<double> SumSamples(const std::vector<MetricSample>& samples,
+                                 const std::string& name,
+                                 const std::map<std::string, std::string>& labels) {
+  std::optional<double> sum;
+  for (const MetricSample& s : samples) {
+    if (s.name != name) continue;
+    const bool match = std::all_of(labels.begin(), labels.end(), [&s](const auto& kv) {
+      const auto it = s.labels.find(kv.first);
+      return it != s.labels.end() && it->second == kv.second;
+    });
+    if (match) sum = sum.value_or(0) + s.value;
+  }
+  return sum;
 }
 
 namespace {

@@ -7,8 +7,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,12 +82,24 @@ class LoupeProcess {
 
 std::string LoupeBinary();
 
+// Spans as comparable strings, ids left out (they are random in each run):
+// a span's parent is named by what it is (kind and start time). Two runs
+// over the same traffic (live and its replay) give the same multiset.
+std::multiset<std::string> CanonicalSpans(const std::vector<Json>& spans);
+
 // nginx from Debian on 127.0.0.1 with tests/integration/nginx.conf.in,
 // serving files written under html/ of its own temporary directory.
 class NginxServer {
  public:
   // nullptr (with *error set) when nginx is missing or does not start.
   static std::unique_ptr<NginxServer> Start(
+      const std::vector<std::pair<std::string, std::string>>& files, std::string* error);
+  // The same with another template under tests/integration/ (e.g.
+  // "nginx_proxy.conf.in"), where each @KEY@ of `substitutions` is replaced
+  // too; @PREFIX@ and @PORT@ are always filled in.
+  static std::unique_ptr<NginxServer> StartWithTemplate(
+      const std::string& template_name,
+      const std::vector<std::pair<std::string, std::string>>& substitutions,
       const std::vector<std::pair<std::string, std::string>>& files, std::string* error);
   ~NginxServer();
   uint16_t port() const { return port_; }
@@ -101,6 +115,23 @@ class NginxServer {
   std::string dir_;
   uint16_t port_ = 0;
 };
+
+// One sample of a Prometheus text exposition (format 0.0.4).
+struct MetricSample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+// The samples of an exposition; comment lines and lines it cannot read are
+// skipped.
+std::vector<MetricSample> ParsePrometheusText(const std::string& text);
+
+// The sum of the samples named `name` whose labels include all of `labels`;
+// nullopt when there is none.
+std::optional<double> SumSamples(const std::vector<MetricSample>& samples,
+                                 const std::string& name,
+                                 const std::map<std::string, std::string>& labels = {});
 
 // tests/otlp_receiver/receiver.js: an OTLP/gRPC + OTLP/HTTP receiver in
 // Node.js that shares no code with Loupe (it decodes with upstream .proto

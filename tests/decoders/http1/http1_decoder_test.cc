@@ -25,10 +25,48 @@ using namespace std::string_view_literals;
 constexpr Direction kIn = Direction::kIngress;
 constexpr Direction kOut = Direction::kEgress;
 
+// Records announcements and spans in the order they came, and checks on the
+// way, for every test, what the context linker relies on: keys are unique
+// per connection; a span with a key was announced before it, with the same
+// kind, thread, start, process, socket and context; no key ends two spans.
 class RecordingSink : public SpanSink {
  public:
-  void OnSpan(SpanRecord&& record) override { spans.push_back(std::move(record)); }
+  void OnExchangeStart(const ExchangeStart& start) override {
+    EXPECT_NE(start.key.seq, 0u);
+    EXPECT_EQ(start.key.stream_id, 0u);  // HTTP/1 has no streams
+    EXPECT_EQ(FindStart(start.key), nullptr) << "key announced twice: " << start.key.seq;
+    starts.push_back(start);
+    order.push_back('S');
+  }
+  void OnSpan(SpanRecord&& record) override {
+    if (record.key.seq != 0) {
+      EXPECT_EQ(record.key.conn_id, record.conn_id);
+      const ExchangeStart* start = FindStart(record.key);
+      EXPECT_NE(start, nullptr) << "span with a key never announced: " << record.key.seq;
+      if (start != nullptr) {
+        EXPECT_EQ(start->kind, record.kind) << record.name;
+        EXPECT_EQ(start->tgid, record.tgid) << record.name;
+        EXPECT_EQ(start->tid, record.tid) << record.name;
+        EXPECT_EQ(start->start_mono_ns, record.start_mono_ns) << record.name;
+        EXPECT_TRUE(start->tuple == record.tuple) << record.name;
+        EXPECT_TRUE(start->context == record.context) << record.name;
+      }
+      for (const SpanRecord& earlier : spans) {
+        EXPECT_FALSE(earlier.key == record.key) << "two spans with key " << record.key.seq;
+      }
+    }
+    spans.push_back(std::move(record));
+    order.push_back('R');
+  }
+  const ExchangeStart* FindStart(const ExchangeKey& key) const {
+    for (const ExchangeStart& s : starts) {
+      if (s.key == key) return &s;
+    }
+    return nullptr;
+  }
+  std::vector<ExchangeStart> starts;
   std::vector<SpanRecord> spans;
+  std::string order;  // 'S' per announcement, 'R' per span
 };
 
 IpAddress V4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
@@ -86,6 +124,8 @@ class Connection {
 
   ConnInfo& conn() { return conn_; }
   const std::vector<SpanRecord>& spans() const { return sink_.spans; }
+  const std::vector<ExchangeStart>& starts() const { return sink_.starts; }
+  const std::string& order() const { return sink_.order; }
   const ProtocolStats& stats() const { return stats_; }
   const ByteStream& stream(Direction dir) const { return streams_[Index(dir)]; }
 
@@ -913,6 +953,276 @@ TEST(Http1DecoderTest, RoleLearnedBetweenCalls) {
   ASSERT_EQ(c.spans().size(), 1u);
   EXPECT_EQ(c.spans()[0].kind, SpanKind::kServer);
   EXPECT_EQ(c.stats().parse_errors, 0u);
+}
+
+// --- Announcements and trace context -----------------------------------------------
+
+constexpr std::string_view kTraceparent =
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+std::string Hex(const TraceId& id) { return ToHex(id); }
+std::string Hex(const SpanId& id) { return ToHex(id); }
+
+TEST(Http1DecoderTest, ServerRequestIsAnnouncedBeforeItsResponse) {
+  Connection c(Role::kServer);
+  c.Send(kIn,
+         "GET /orders HTTP/1.1\r\nHost: h\r\n"
+         "TraceParent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+         "TRACESTATE: congo=t61rcWkgMzE\r\n\r\n",
+         EventTime{1000, 1100, 42});
+  ASSERT_EQ(c.starts().size(), 1u);  // with the head, before any response
+  EXPECT_TRUE(c.spans().empty());
+  const ExchangeStart& start = c.starts()[0];
+  EXPECT_EQ(start.key, (ExchangeKey{77, 1, 0}));
+  EXPECT_EQ(start.kind, SpanKind::kServer);
+  EXPECT_EQ(start.tgid, 1234u);
+  EXPECT_EQ(start.tid, 42u);
+  EXPECT_EQ(start.start_mono_ns, 1100u);  // received: the read's exit
+  EXPECT_TRUE(start.tuple == c.conn().tuple);
+  ASSERT_TRUE(start.context.has_value());
+  EXPECT_EQ(Hex(start.context->trace_id), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(Hex(start.context->span_id), "b7ad6b7169203331");
+  EXPECT_TRUE(start.context->sampled);
+  EXPECT_EQ(start.context->tracestate, "congo=t61rcWkgMzE");
+
+  c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", EventTime{1200, 1300, 43});
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.order(), "SR");
+  const SpanRecord& span = c.spans()[0];
+  EXPECT_EQ(span.key, start.key);
+  EXPECT_EQ(span.kind, SpanKind::kServer);
+  EXPECT_EQ(span.tid, 42u);
+  EXPECT_EQ(span.start_mono_ns, 1100u);
+  EXPECT_TRUE(span.context == start.context);
+}
+
+TEST(Http1DecoderTest, ClientRequestIsAnnouncedWithB3) {
+  Connection c(Role::kClient);
+  c.Send(kOut,
+         "POST /pay HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n"
+         "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0-05e3ac9a4f6e3b90\r\n\r\nhi",
+         EventTime{500, 520, 7});
+  ASSERT_EQ(c.starts().size(), 1u);
+  const ExchangeStart& start = c.starts()[0];
+  EXPECT_EQ(start.key, (ExchangeKey{77, 1, 0}));
+  EXPECT_EQ(start.kind, SpanKind::kClient);
+  EXPECT_EQ(start.start_mono_ns, 500u);  // sent: the write's entry
+  EXPECT_EQ(start.tid, 7u);
+  ASSERT_TRUE(start.context.has_value());
+  EXPECT_EQ(Hex(start.context->trace_id), "80f198ee56343ba864fe8b2a57d3eff7");
+  EXPECT_EQ(Hex(start.context->span_id), "e457b5a2e4d86bd1");
+  EXPECT_FALSE(start.context->sampled);
+  EXPECT_EQ(start.context->tracestate, "");
+  c.Send(kIn, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", EventTime{600, 900, 7});
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.spans()[0].key, start.key);
+  EXPECT_EQ(c.spans()[0].kind, SpanKind::kClient);
+  EXPECT_EQ(c.spans()[0].start_mono_ns, 500u);
+  EXPECT_TRUE(c.spans()[0].context == start.context);
+}
+
+TEST(Http1DecoderTest, MultiHeaderB3NamesAnyCase) {
+  Connection c(Role::kServer);
+  c.Send(kIn,
+         "GET / HTTP/1.1\r\n"
+         "X-B3-TraceId: a3ce929d0e0e4736\r\n"
+         "x-b3-SPANID: 00f067aa0ba902b7\r\n"
+         "X-B3-ParentSpanId: 05e3ac9a4f6e3b90\r\n"
+         "X-B3-Sampled: 0\r\n"
+         "X-B3-Flags: 1\r\n\r\n",
+         EventTime{10, 20, 1});
+  ASSERT_EQ(c.starts().size(), 1u);
+  const std::optional<TraceContext>& context = c.starts()[0].context;
+  ASSERT_TRUE(context.has_value());
+  EXPECT_EQ(Hex(context->trace_id), "0000000000000000a3ce929d0e0e4736");
+  EXPECT_EQ(Hex(context->span_id), "00f067aa0ba902b7");
+  EXPECT_TRUE(context->sampled);  // X-B3-Flags: 1 (debug) overrides Sampled: 0
+  c.Send(kOut, "HTTP/1.1 204 No Content\r\n\r\n", EventTime{30, 40, 1});
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_TRUE(c.spans()[0].context == context);
+}
+
+TEST(Http1DecoderTest, ContextPrecedenceAndBadValues) {
+  Connection c(Role::kServer);
+  // traceparent wins over b3.
+  c.Send(kIn,
+         "GET /1 HTTP/1.1\r\nb3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1\r\n"
+         "traceparent: " + std::string(kTraceparent) + "\r\n\r\n");
+  // An invalid traceparent (uppercase hex) falls back to b3.
+  c.Send(kIn,
+         "GET /2 HTTP/1.1\r\ntraceparent: 00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01\r\n"
+         "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\n\r\n");
+  // A value over 512 bytes is not kept: the next header decides.
+  c.Send(kIn, "GET /3 HTTP/1.1\r\ntraceparent: " + std::string(kTraceparent) + "-" +
+                  std::string(520, 'a') + "\r\nb3: 80f198ee56343ba864fe8b2a57d3eff7-"
+                  "e457b5a2e4d86bd1-0\r\n\r\n");
+  // No context headers, or only a bare sampling decision: no context.
+  c.Send(kIn, "GET /4 HTTP/1.1\r\nb3: 0\r\n\r\n");
+  c.Send(kIn, "GET /5 HTTP/1.1\r\nX-Request-Id: 1\r\n\r\n");
+  ASSERT_EQ(c.starts().size(), 5u);
+  ASSERT_TRUE(c.starts()[0].context.has_value());
+  EXPECT_EQ(Hex(c.starts()[0].context->trace_id), "0af7651916cd43dd8448eb211c80319c");
+  ASSERT_TRUE(c.starts()[1].context.has_value());
+  EXPECT_EQ(Hex(c.starts()[1].context->trace_id), "80f198ee56343ba864fe8b2a57d3eff7");
+  EXPECT_TRUE(c.starts()[1].context->sampled);
+  ASSERT_TRUE(c.starts()[2].context.has_value());
+  EXPECT_EQ(Hex(c.starts()[2].context->trace_id), "80f198ee56343ba864fe8b2a57d3eff7");
+  EXPECT_FALSE(c.starts()[2].context->sampled);
+  EXPECT_FALSE(c.starts()[3].context.has_value());
+  EXPECT_FALSE(c.starts()[4].context.has_value());
+  for (int i = 0; i < 5; ++i) c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(c.spans().size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(c.spans()[i].key.seq, i + 1);
+    EXPECT_TRUE(c.spans()[i].context == c.starts()[i].context) << i;
+  }
+}
+
+TEST(Http1DecoderTest, KeepAliveAndPipelinedRequestsGetIncreasingKeys) {
+  Connection c(Role::kServer);
+  c.Send(kIn, "GET /a HTTP/1.1\r\n\r\n", EventTime{10, 20, 1});
+  c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", EventTime{30, 40, 1});
+  // Three pipelined requests in one write: three announcements at once.
+  c.Send(kIn,
+         "GET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"
+         "POST /d HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+         EventTime{50, 60, 2});
+  EXPECT_EQ(c.order(), "SRSSS");
+  c.Send(kOut,
+         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+         EventTime{70, 80, 1});
+  EXPECT_EQ(c.order(), "SRSSSRRR");
+  ASSERT_EQ(c.spans().size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(c.starts()[i].key, (ExchangeKey{77, i + 1, 0})) << i;
+    EXPECT_EQ(c.spans()[i].key, c.starts()[i].key) << i;
+  }
+  EXPECT_EQ(c.spans()[3].name, "POST /d");
+}
+
+TEST(Http1DecoderTest, RequestWithABodyIsAnnouncedAtItsHead) {
+  Connection c(Role::kServer);
+  c.Send(kIn, "PUT /upload HTTP/1.1\r\nContent-Length: 10\r\nb3: " +
+                  std::string("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1") + "\r\n\r\nab",
+         EventTime{10, 20, 3});
+  ASSERT_EQ(c.starts().size(), 1u);  // the body is still arriving
+  EXPECT_EQ(c.starts()[0].start_mono_ns, 20u);
+  EXPECT_EQ(c.starts()[0].tid, 3u);
+  ASSERT_TRUE(c.starts()[0].context.has_value());
+  c.Send(kIn, "cdefghij", EventTime{30, 40, 4});
+  EXPECT_EQ(c.starts().size(), 1u);  // not announced again when it completes
+  c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", EventTime{50, 60, 3});
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.spans()[0].key, c.starts()[0].key);
+  EXPECT_EQ(c.spans()[0].tid, 3u);
+  EXPECT_EQ(Int(c.spans()[0], "http.request.body.size"), 10);
+}
+
+TEST(Http1DecoderTest, EarlyResponseCarriesThePartialRequestsKey) {
+  Connection c(Role::kServer);
+  c.Send(kIn, "PUT /big HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", EventTime{10, 20, 1});
+  c.Send(kOut, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n", EventTime{30, 40, 1});
+  EXPECT_EQ(c.order(), "SR");
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.spans()[0].key, (ExchangeKey{77, 1, 0}));
+  c.Send(kIn, std::string(1000, 'b'), EventTime{50, 60, 1}, 1000000);
+  c.Send(kIn, "GET /next HTTP/1.1\r\n\r\n", EventTime{70, 80, 1});
+  c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", EventTime{90, 100, 1});
+  EXPECT_EQ(c.order(), "SRSR");
+  ASSERT_EQ(c.spans().size(), 2u);
+  EXPECT_EQ(c.spans()[1].key, (ExchangeKey{77, 2, 0}));
+}
+
+TEST(Http1DecoderTest, DroppedRequestsAreNotAnnounced) {
+  DecoderOptions options;
+  options.max_pending_requests = 2;
+  Connection c(Role::kServer, options);
+  c.Send(kIn,
+         "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"
+         "GET /3 HTTP/1.1\r\n\r\nGET /4 HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(c.stats().dropped_requests, 2u);
+  ASSERT_EQ(c.starts().size(), 2u);
+  // A partial request while the queue is full is not announced either; it
+  // is when it completes and there is room again.
+  c.Send(kIn, "POST /5 HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  EXPECT_EQ(c.starts().size(), 2u);
+  c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  c.Send(kIn, "cd");
+  ASSERT_EQ(c.starts().size(), 3u);
+  c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(c.spans().size(), 3u);
+  EXPECT_EQ(Str(c.spans()[2], "url.path"), "/5");
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(c.spans()[i].key.seq, i + 1);
+}
+
+TEST(Http1DecoderTest, UnansweredRequestsAreAnnouncedWithoutSpans) {
+  Connection c(Role::kServer);
+  c.Send(kIn, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+  c.Close(true);
+  EXPECT_EQ(c.starts().size(), 2u);
+  EXPECT_TRUE(c.spans().empty());
+  EXPECT_EQ(c.stats().unanswered_requests, 2u);
+}
+
+TEST(Http1DecoderTest, AnnouncedKindFollowsTheTrafficWhenTheRoleIsUnknown) {
+  {
+    Connection c(Role::kUnknown);
+    c.Send(kOut, "GET /x HTTP/1.1\r\n\r\n", EventTime{10, 20, 5});
+    ASSERT_EQ(c.starts().size(), 1u);
+    EXPECT_EQ(c.starts()[0].kind, SpanKind::kClient);
+    EXPECT_EQ(c.starts()[0].start_mono_ns, 10u);
+    // The role learned in between does not change what was announced.
+    c.conn().role = Role::kClient;
+    c.Send(kIn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", EventTime{30, 40, 5});
+    ASSERT_EQ(c.spans().size(), 1u);
+    EXPECT_EQ(c.spans()[0].kind, SpanKind::kClient);
+    EXPECT_EQ(c.spans()[0].key, c.starts()[0].key);
+  }
+  {
+    Connection c(Role::kUnknown);
+    c.Send(kIn, "GET /x HTTP/1.1\r\n\r\n", EventTime{10, 20, 5});
+    ASSERT_EQ(c.starts().size(), 1u);
+    EXPECT_EQ(c.starts()[0].kind, SpanKind::kServer);
+    EXPECT_EQ(c.starts()[0].start_mono_ns, 20u);
+  }
+}
+
+TEST(Http1DecoderTest, KeysAreUniquePerConnectionUnderRandomTraffic) {
+  // The sink checks each key on the way; here the whole record also holds:
+  // every span's key was announced before it (the 'S' precedes the 'R').
+  DecoderOptions options;
+  options.max_pending_requests = 3;
+  for (uint32_t seed = 0; seed < 100; ++seed) {
+    std::mt19937 rng(seed);
+    Connection c(seed % 2 == 0 ? Role::kServer : Role::kUnknown, options);
+    uint64_t now = 1;
+    for (int step = 0; step < 30; ++step) {
+      const int requests = 1 + static_cast<int>(rng() % 5);
+      std::string burst;
+      for (int i = 0; i < requests; ++i) {
+        burst += rng() % 2 ? "GET /g HTTP/1.1\r\n\r\n"
+                           : "POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz";
+      }
+      for (size_t at = 0; at < burst.size();) {
+        const size_t n = std::min<size_t>(burst.size() - at, 1 + rng() % 40);
+        c.Send(kIn, std::string_view(burst).substr(at, n), EventTime{now, now + 1, 1});
+        now += 2;
+        at += n;
+      }
+      const int responses = static_cast<int>(rng() % 6);
+      for (int i = 0; i < responses; ++i) {
+        c.Send(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", EventTime{now, now + 1, 1});
+        now += 2;
+      }
+    }
+    c.Close(true);
+    EXPECT_FALSE(c.spans().empty()) << seed;
+    for (const SpanRecord& span : c.spans()) EXPECT_NE(span.key.seq, 0u) << seed;
+    for (size_t i = 0; i < c.starts().size(); ++i) {
+      EXPECT_EQ(c.starts()[i].key.seq, i + 1) << seed;
+    }
+  }
 }
 
 // --- Fixtures captured from real peers (tests/fixtures/http1/README.md) -------

@@ -143,6 +143,7 @@ TEST(Http1ParserTest, HeaderNamesAreCaseInsensitiveAndOnlyAllowlistedValuesKept)
       "X-B3-SpanId: e457b5a2e4d86bd1\r\n"
       "X-B3-ParentSpanId: 05e3ac9a4f6e3b90\r\n"
       "X-B3-Sampled: 1\r\n"
+      "X-B3-Flags: 1\r\n"
       "X-Api-Key: secret-key-3\r\n"  // never stored
       "\r\n");
   ASSERT_EQ(parsed.messages.size(), 1u);
@@ -160,6 +161,7 @@ TEST(Http1ParserTest, HeaderNamesAreCaseInsensitiveAndOnlyAllowlistedValuesKept)
       {"x-b3-spanid", "e457b5a2e4d86bd1"},
       {"x-b3-parentspanid", "05e3ac9a4f6e3b90"},
       {"x-b3-sampled", "1"},
+      {"x-b3-flags", "1"},
   };
   EXPECT_EQ(m.trace_context, expected);
   // No secret reached any stored field.

@@ -188,10 +188,51 @@ constexpr int kUserAgent = 58;
 
 // --- A connection ------------------------------------------------------------
 
+// Records announcements and spans in the order they came, and checks on the
+// way, for every test, what the context linker relies on: keys are unique
+// per connection; a span with a key was announced before it, with the same
+// kind, thread, start, process, socket and context; no key ends two spans.
 class RecordingSink : public SpanSink {
  public:
-  void OnSpan(SpanRecord&& record) override { spans.push_back(std::move(record)); }
+  void OnExchangeStart(const ExchangeStart& start) override {
+    EXPECT_NE(start.key.seq, 0u);
+    EXPECT_EQ(FindStart(start.key), nullptr) << "key announced twice: " << start.key.seq;
+    for (const ExchangeStart& s : starts) {
+      EXPECT_FALSE(s.key.conn_id == start.key.conn_id && s.key.seq == start.key.seq)
+          << "seq " << start.key.seq << " used twice";
+    }
+    starts.push_back(start);
+    order.push_back('S');
+  }
+  void OnSpan(SpanRecord&& record) override {
+    if (record.key.seq != 0) {
+      EXPECT_EQ(record.key.conn_id, record.conn_id);
+      const ExchangeStart* start = FindStart(record.key);
+      EXPECT_NE(start, nullptr) << "span with a key never announced: " << record.key.seq;
+      if (start != nullptr) {
+        EXPECT_EQ(start->kind, record.kind) << record.name;
+        EXPECT_EQ(start->tgid, record.tgid) << record.name;
+        EXPECT_EQ(start->tid, record.tid) << record.name;
+        EXPECT_EQ(start->start_mono_ns, record.start_mono_ns) << record.name;
+        EXPECT_TRUE(start->tuple == record.tuple) << record.name;
+        EXPECT_TRUE(start->context == record.context) << record.name;
+      }
+      for (const SpanRecord& earlier : spans) {
+        EXPECT_FALSE(earlier.key == record.key) << "two spans with key " << record.key.seq;
+      }
+    }
+    spans.push_back(std::move(record));
+    order.push_back('R');
+  }
+  const ExchangeStart* FindStart(const ExchangeKey& key) const {
+    for (const ExchangeStart& s : starts) {
+      if (s.key == key) return &s;
+    }
+    return nullptr;
+  }
+  std::vector<ExchangeStart> starts;
   std::vector<SpanRecord> spans;
+  std::string order;  // 'S' per announcement, 'R' per span
 };
 
 inline IpAddress V4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
@@ -252,6 +293,9 @@ class Connection {
 
   ConnInfo& conn() { return conn_; }
   const std::vector<SpanRecord>& spans() const { return sink_.spans; }
+  const std::vector<ExchangeStart>& starts() const { return sink_.starts; }
+  const std::string& order() const { return sink_.order; }
+  RecordingSink& sink() { return sink_; }
   const ProtocolStats& stats() const { return stats_; }
   const ByteStream& stream(Direction dir) const { return streams_[Index(dir)]; }
 

@@ -77,11 +77,39 @@ TEST(H2cUpgradeTest, Http1DecoderHandsOverAtThe101) {
   EXPECT_EQ(h.upgrade.request_start_ns, 20u);  // received: the read's exit
   EXPECT_EQ(h.upgrade.request_tid, 4u);
   EXPECT_EQ(h.upgrade.request_body_size, 5u);
+  // The request was announced with its head; stream 1 will carry its key.
+  ASSERT_EQ(h.sink.starts.size(), 1u);
+  EXPECT_EQ(h.upgrade.request_key, (ExchangeKey{1, 1, 0}));
+  EXPECT_EQ(h.sink.starts[0].key, h.upgrade.request_key);
+  EXPECT_EQ(h.sink.starts[0].start_mono_ns, 20u);
+  EXPECT_FALSE(h.upgrade.request_context.has_value());
   // Both streams stop exactly where HTTP/1 ended.
   EXPECT_EQ(h.streams[Index(kOut)].position(), kSwitching.size());
   EXPECT_EQ(h.streams[Index(kIn)].position(), request.size());
   EXPECT_EQ(h.stats.parse_errors, 0u);
   EXPECT_EQ(h.stats.unmatched_responses, 0u);
+}
+
+TEST(H2cUpgradeTest, UpgradeRequestKeyAndContextAreHandedOver) {
+  Http1Harness h(/*can_switch=*/true);
+  // An exchange before the upgrade takes seq 1.
+  h.Send(kIn, "GET /first HTTP/1.1\r\nHost: h\r\n\r\n", {1, 2, 3});
+  h.Send(kOut, "HTTP/1.1 204 No Content\r\n\r\n", {3, 4, 3});
+  h.Send(kIn,
+         "GET /up HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+         "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"
+         "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+         "tracestate: rojo=00f067aa0ba902b7\r\n\r\n",
+         {10, 20, 4});
+  h.Send(kOut, kSwitching, {30, 40, 4});
+  ASSERT_EQ(h.upgrade.to, Protocol::kHttp2);
+  ASSERT_EQ(h.sink.starts.size(), 2u);
+  EXPECT_EQ(h.upgrade.request_key, (ExchangeKey{1, 2, 0}));
+  EXPECT_EQ(h.sink.starts[1].key, h.upgrade.request_key);
+  ASSERT_TRUE(h.upgrade.request_context.has_value());
+  EXPECT_EQ(ToHex(h.upgrade.request_context->trace_id), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(h.upgrade.request_context->tracestate, "rojo=00f067aa0ba902b7");
+  EXPECT_TRUE(h.sink.starts[1].context == h.upgrade.request_context);
 }
 
 TEST(H2cUpgradeTest, WithoutASwitchingTrackerThe101IsAnHttp1Exchange) {
@@ -158,6 +186,8 @@ class TrackerHarness {
     tracker_.OnConnEvent(close);
   }
   const std::vector<SpanRecord>& spans() const { return sink_.spans; }
+  const std::vector<ExchangeStart>& starts() const { return sink_.starts; }
+  const std::string& order() const { return sink_.order; }
   TrackerStats stats() const { return tracker_.stats(); }
 
  private:
@@ -213,6 +243,59 @@ TEST(H2cUpgradeTest, EndToEndThroughTheTracker) {
   EXPECT_EQ(stats.protocol.parse_errors, 0u);
   EXPECT_EQ(stats.protocol.hpack_recoveries, 0u);
   EXPECT_EQ(stats.protocol.unanswered_requests, 0u);
+}
+
+TEST(H2cUpgradeTest, StreamOneCarriesTheUpgradeRequestsKeyThroughTheTracker) {
+  TrackerHarness t;
+  Encoder client;
+  Encoder server;
+  t.Send(kIn,
+         "GET /index.html HTTP/1.1\r\nHost: example.com\r\n"
+         "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+         "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"
+         "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\n\r\n",
+         100, 110, 7);
+  ASSERT_EQ(t.starts().size(), 1u);  // announced by HTTP/1, before any answer
+  const ExchangeStart upgrade_start = t.starts()[0];
+  EXPECT_EQ(upgrade_start.key, (ExchangeKey{42, 1, 0}));
+  EXPECT_EQ(upgrade_start.kind, SpanKind::kServer);
+  EXPECT_EQ(upgrade_start.start_mono_ns, 110u);
+  EXPECT_EQ(upgrade_start.tid, 7u);
+  ASSERT_TRUE(upgrade_start.context.has_value());
+  EXPECT_EQ(ToHex(upgrade_start.context->span_id), "e457b5a2e4d86bd1");
+  t.Send(kOut, std::string(kSwitching) + Settings(), 200, 210, 8);
+  t.Send(kIn, Cat({std::string(kClientPreface), Settings(), SettingsAck(),
+                   Headers(3,
+                           client.Encode({{":method", "GET"},
+                                          {":scheme", "http"},
+                                          {":path", "/second"},
+                                          {"traceparent",
+                                           "00-0af7651916cd43dd8448eb211c80319c-"
+                                           "b7ad6b7169203331-01"}}),
+                           true)}),
+         300, 310, 9);
+  // Stream 3 is announced by HTTP/2, after the upgrade request's seq;
+  // stream 1 is not announced again.
+  ASSERT_EQ(t.starts().size(), 2u);
+  EXPECT_EQ(t.starts()[1].key, (ExchangeKey{42, 2, 3}));
+  EXPECT_EQ(t.starts()[1].start_mono_ns, 310u);
+  ASSERT_TRUE(t.starts()[1].context.has_value());
+  EXPECT_EQ(ToHex(t.starts()[1].context->trace_id), "0af7651916cd43dd8448eb211c80319c");
+  t.Send(kOut, Cat({SettingsAck(), Headers(3, server.Encode({{":status", "200"}}), true),
+                    Headers(1, server.Encode({{":status", "200"}}), true)}),
+         400, 410, 8);
+  t.Close();
+  EXPECT_EQ(t.order(), "SSRR");
+  ASSERT_EQ(t.spans().size(), 2u);
+  EXPECT_EQ(t.spans()[0].name, "GET /second");
+  EXPECT_EQ(t.spans()[0].key, (ExchangeKey{42, 2, 3}));
+  const SpanRecord& first = t.spans()[1];
+  EXPECT_EQ(first.name, "GET /index.html");
+  EXPECT_EQ(first.key, upgrade_start.key);
+  EXPECT_TRUE(first.context == upgrade_start.context);
+  EXPECT_EQ(first.start_mono_ns, 110u);
+  EXPECT_EQ(first.tid, 7u);
+  EXPECT_EQ(first.kind, SpanKind::kServer);
 }
 
 TEST(H2cUpgradeTest, PrefaceBeforeThe101AndCloseRightAfter) {

@@ -885,5 +885,242 @@ TEST(Http2DecoderTest, GarbageAndRandomJunkNeitherCrashesNorGrows) {
   }
 }
 
+// --- Announcements and trace context -----------------------------------------------
+
+std::string Hex(const TraceId& id) { return ToHex(id); }
+std::string Hex(const SpanId& id) { return ToHex(id); }
+
+TEST(Http2DecoderTest, StreamsAreAnnouncedWhenTheirRequestHeadersAreDecoded) {
+  Connection c(Role::kServer);
+  Peers p;
+  c.Send(kIn, std::string(kClientPreface) + Settings(), {1, 2, 1});
+  c.Send(kOut, Settings(), {3, 4, 1});
+  c.Send(kIn, p.Request(1, kGetUsers, true), {100, 110, 9});
+  ASSERT_EQ(c.starts().size(), 1u);
+  const ExchangeStart first = c.starts()[0];
+  EXPECT_EQ(first.key, (ExchangeKey{77, 1, 1}));
+  EXPECT_EQ(first.kind, SpanKind::kServer);
+  EXPECT_EQ(first.tgid, 1234u);
+  EXPECT_EQ(first.tid, 9u);
+  EXPECT_EQ(first.start_mono_ns, 110u);  // received: the read's exit
+  EXPECT_TRUE(first.tuple == c.conn().tuple);
+  ASSERT_TRUE(first.context.has_value());
+  EXPECT_EQ(Hex(first.context->trace_id), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(Hex(first.context->span_id), "b7ad6b7169203331");
+  EXPECT_TRUE(first.context->sampled);
+
+  // A second stream, concurrent, with B3 in one header; a third without any.
+  c.Send(kIn,
+         p.Request(3,
+                   {{":method", "POST"},
+                    {":scheme", "http"},
+                    {":path", "/pay"},
+                    {"b3", "a3ce929d0e0e4736-00f067aa0ba902b7-0"}},
+                   false),
+         {200, 210, 10});
+  c.Send(kIn, p.Request(5, {{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}, true),
+         {220, 230, 11});
+  ASSERT_EQ(c.starts().size(), 3u);
+  EXPECT_EQ(c.starts()[1].key, (ExchangeKey{77, 2, 3}));
+  ASSERT_TRUE(c.starts()[1].context.has_value());
+  EXPECT_EQ(Hex(c.starts()[1].context->trace_id), "0000000000000000a3ce929d0e0e4736");
+  EXPECT_FALSE(c.starts()[1].context->sampled);
+  EXPECT_EQ(c.starts()[2].key, (ExchangeKey{77, 3, 5}));
+  EXPECT_FALSE(c.starts()[2].context.has_value());
+  // The request body does not announce again.
+  c.Send(kIn, Data(3, "{}", true), {240, 250, 10});
+  EXPECT_EQ(c.starts().size(), 3u);
+  EXPECT_TRUE(c.spans().empty());
+
+  c.Send(kOut, p.Response(5, kOkJson, true), {300, 310, 8});
+  c.Send(kOut, p.Response(3, kOkJson, true), {320, 330, 8});
+  c.Send(kOut, p.Response(1, kOkJson, true), {340, 350, 8});
+  EXPECT_EQ(c.order(), "SSSRRR");
+  ASSERT_EQ(c.spans().size(), 3u);
+  EXPECT_EQ(c.spans()[0].key, (ExchangeKey{77, 3, 5}));
+  EXPECT_EQ(c.spans()[1].key, (ExchangeKey{77, 2, 3}));
+  EXPECT_EQ(c.spans()[2].key, (ExchangeKey{77, 1, 1}));
+  EXPECT_EQ(c.spans()[2].start_mono_ns, 110u);
+  EXPECT_EQ(c.spans()[2].tid, 9u);
+  EXPECT_TRUE(c.spans()[2].context == first.context);
+  EXPECT_TRUE(c.spans()[1].context == c.starts()[1].context);
+  EXPECT_FALSE(c.spans()[0].context.has_value());
+}
+
+TEST(Http2DecoderTest, GrpcClientCallAnnouncedWithMetadataContext) {
+  Connection c(Role::kClient);
+  Peers p;
+  c.Send(kOut, std::string(kClientPreface) + Settings(), {1, 2, 1});
+  HeaderList request = GrpcRequest("/loupe.test.Echo/Unary");
+  // gRPC metadata are header fields: X-B3-* as a Zipkin-instrumented client
+  // sends them (HTTP/2 names are lower case).
+  request.push_back({"x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"});
+  request.push_back({"x-b3-spanid", "e457b5a2e4d86bd1"});
+  request.push_back({"x-b3-sampled", "1"});
+  c.Send(kOut, p.Request(1, request, false) + Data(1, GrpcMessage("hi"), true), {50, 60, 4});
+  ASSERT_EQ(c.starts().size(), 1u);
+  const ExchangeStart& start = c.starts()[0];
+  EXPECT_EQ(start.key, (ExchangeKey{77, 1, 1}));
+  EXPECT_EQ(start.kind, SpanKind::kClient);
+  EXPECT_EQ(start.start_mono_ns, 50u);  // sent: the write's entry
+  EXPECT_EQ(start.tid, 4u);
+  ASSERT_TRUE(start.context.has_value());
+  EXPECT_EQ(Hex(start.context->trace_id), "80f198ee56343ba864fe8b2a57d3eff7");
+  EXPECT_EQ(Hex(start.context->span_id), "e457b5a2e4d86bd1");
+  EXPECT_TRUE(start.context->sampled);
+  c.Send(kIn, Cat({Settings(), p.Response(1, kGrpcResponse, false), Data(1, GrpcMessage("hi"), false),
+                   p.Response(1, {{"grpc-status", "0"}}, true)}),
+         {70, 80, 4});
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.order(), "SR");
+  EXPECT_EQ(c.spans()[0].name, "loupe.test.Echo/Unary");
+  EXPECT_EQ(c.spans()[0].key, start.key);
+  EXPECT_EQ(c.spans()[0].kind, SpanKind::kClient);
+  EXPECT_TRUE(c.spans()[0].context == start.context);
+}
+
+TEST(Http2DecoderTest, TraceparentWithTracestateAndMixedCaseNames) {
+  Connection c(Role::kServer);
+  // Hand-made HPACK: upper-case names are malformed in HTTP/2 (RFC 9113
+  // section 8.2.1), but a peer that sends them still meant the header.
+  const std::string block =
+      Indexed(kMethodGet) + Indexed(kSchemeHttp) + Indexed(kPathRoot) +
+      LiteralNeverIndexedNewName("TraceParent",
+                                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00") +
+      LiteralNeverIndexedNewName("tracestate", "congo=t61rcWkgMzE");
+  c.Send(kIn, std::string(kClientPreface) + Settings() + Headers(1, block, true), {1, 2, 3});
+  c.Send(kOut, Settings() + Headers(1, Indexed(kStatus200), true), {4, 5, 3});
+  ASSERT_EQ(c.starts().size(), 1u);
+  ASSERT_TRUE(c.starts()[0].context.has_value());
+  EXPECT_FALSE(c.starts()[0].context->sampled);
+  EXPECT_EQ(c.starts()[0].context->tracestate, "congo=t61rcWkgMzE");
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_TRUE(c.spans()[0].context == c.starts()[0].context);
+}
+
+TEST(Http2DecoderTest, ResetAndRefusedStreamsKeepTheirKeys) {
+  Connection c(Role::kServer);
+  Peers p;
+  c.Send(kIn, std::string(kClientPreface) + Settings());
+  c.Send(kOut, Settings());
+  c.Send(kIn, p.Request(1, kGetUsers, true) + p.Request(3, kGetUsers, true) +
+                  p.Request(5, kGetUsers, true));
+  ASSERT_EQ(c.starts().size(), 3u);
+  c.Send(kIn, RstStream(3, 8));  // the client cancels stream 3: a span
+  c.Send(kOut, Goaway(1, 0));    // stream 5 refused: announced, no span
+  c.Send(kOut, p.Response(1, kOkJson, true));
+  ASSERT_EQ(c.spans().size(), 2u);
+  EXPECT_EQ(c.spans()[0].key, (ExchangeKey{77, 2, 3}));
+  EXPECT_EQ(c.spans()[1].key, (ExchangeKey{77, 1, 1}));
+  // A new stream after all that continues the sequence.
+  c.Send(kIn, p.Request(7, kGetUsers, true));
+  ASSERT_EQ(c.starts().size(), 4u);
+  EXPECT_EQ(c.starts()[3].key, (ExchangeKey{77, 4, 7}));
+}
+
+TEST(Http2DecoderTest, StreamsBeyondTheBoundAreNotAnnounced) {
+  Connection c(Role::kServer);
+  Peers p;
+  c.Send(kIn, std::string(kClientPreface) + Settings());
+  const uint32_t total = kMaxTrackedStreams + 3;
+  std::string requests;
+  for (uint32_t i = 0; i < total; ++i) {
+    requests += p.Request(2 * i + 1, {{":method", "GET"}, {":path", "/x"}, {":scheme", "http"}},
+                          true);
+  }
+  c.Send(kIn, requests);
+  EXPECT_EQ(c.starts().size(), kMaxTrackedStreams);
+  std::string responses;
+  for (uint32_t i = 0; i < total; ++i) responses += p.Response(2 * i + 1, kOkJson, true);
+  c.Send(kOut, responses);
+  ASSERT_EQ(c.spans().size(), kMaxTrackedStreams);
+  for (const SpanRecord& s : c.spans()) EXPECT_NE(s.key.seq, 0u);
+}
+
+TEST(Http2DecoderTest, StreamsJoinedMidConnectionAreNotAnnounced) {
+  Connection c(Role::kServer);
+  // Joined mid-way: stream 5's request went by before we started; we see
+  // its response only. Stream 7's request comes after we joined.
+  c.Send(kOut, Headers(5, Indexed(kStatus200), false), {10, 20, 1}, std::nullopt, 9000);
+  c.Send(kIn, Headers(7, Indexed(kMethodGet) + Indexed(kSchemeHttp) + Indexed(kPathRoot), true),
+         {30, 40, 2}, std::nullopt, 5000);
+  c.Send(kOut, Data(5, "late", true), {50, 60, 1});
+  c.Send(kOut, Headers(7, Indexed(kStatus200), true), {70, 80, 1});
+  ASSERT_EQ(c.starts().size(), 1u);  // stream 7 only
+  EXPECT_EQ(c.starts()[0].key, (ExchangeKey{77, 1, 7}));
+  ASSERT_EQ(c.spans().size(), 1u);   // stream 5 has no request: no span
+  EXPECT_EQ(c.spans()[0].key, (ExchangeKey{77, 1, 7}));
+  EXPECT_EQ(c.stats().unmatched_responses, 1u);
+}
+
+TEST(Http2DecoderTest, RequestTrailersSeenAfterAJoinAreNotAnnounced) {
+  Connection c(Role::kServer);
+  // The first block of stream 9 we see is the request's trailers (no
+  // pseudo-header fields, RFC 9113 section 8.1): its header block was
+  // missed. The span it still makes carries no key.
+  c.Send(kIn, Headers(9, LiteralNeverIndexedNewName("x-checksum", "abc"), true), {10, 20, 1},
+         std::nullopt, 7000);
+  c.Send(kOut, Headers(9, Indexed(kStatus200), true), {30, 40, 1}, std::nullopt, 8000);
+  EXPECT_TRUE(c.starts().empty());
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.spans()[0].key, ExchangeKey{});
+}
+
+TEST(Http2DecoderTest, RequestSideLearnedOnlyFromTheResponseIsNotAnnounced) {
+  // Role unknown, joined mid-way, and the request block's :method cannot be
+  // read: which side asked is only known from the response's :status. By
+  // then the request was not announced; its span carries no key.
+  Connection c(Role::kUnknown);
+  c.Send(kOut, Headers(7, LiteralWithoutIndexing(4, "/x"), true), {10, 20, 1}, std::nullopt, 777);
+  EXPECT_TRUE(c.starts().empty());
+  c.Send(kIn, Headers(7, Indexed(kStatus200), true), {30, 40, 1}, std::nullopt, 888);
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.spans()[0].kind, SpanKind::kClient);
+  EXPECT_EQ(c.spans()[0].key.seq, 0u);
+  EXPECT_TRUE(c.starts().empty());
+}
+
+TEST(Http2DecoderTest, UpgradedConnectionReusesTheHttp1Key) {
+  ProtocolUpgrade up;
+  up.to = Protocol::kHttp2;
+  up.has_request = true;
+  up.request_direction = kIn;
+  up.method = "GET";
+  up.target = "/";
+  up.request_start_ns = 110;
+  up.request_tid = 6;
+  up.request_key = ExchangeKey{77, 4, 0};
+  TraceContext context;
+  context.trace_id[15] = 1;
+  context.span_id[7] = 2;
+  context.sampled = true;
+  up.request_context = context;
+  Connection c(Role::kServer, {}, &up);
+  // What the HTTP/1 decoder announced for the upgrade request.
+  ExchangeStart http1_start;
+  http1_start.key = up.request_key;
+  http1_start.kind = SpanKind::kServer;
+  http1_start.tgid = c.conn().tgid;
+  http1_start.tid = 6;
+  http1_start.start_mono_ns = 110;
+  http1_start.tuple = c.conn().tuple;
+  http1_start.context = up.request_context;
+  c.sink().OnExchangeStart(http1_start);
+  Encoder client;
+  Encoder server;
+  c.Send(kIn, std::string(kClientPreface) + Settings());
+  c.Send(kOut, Settings() + Headers(1, server.Encode({{":status", "200"}}), true), {200, 210, 6});
+  EXPECT_EQ(c.starts().size(), 1u);  // no second announcement for stream 1
+  ASSERT_EQ(c.spans().size(), 1u);
+  EXPECT_EQ(c.spans()[0].key, (ExchangeKey{77, 4, 0}));
+  EXPECT_TRUE(c.spans()[0].context == up.request_context);
+  EXPECT_EQ(c.spans()[0].start_mono_ns, 110u);
+  EXPECT_EQ(c.spans()[0].tid, 6u);
+  c.Send(kIn, Headers(3, client.Encode({{":method", "GET"}, {":scheme", "http"}, {":path", "/2"}}),
+                      true));
+  ASSERT_EQ(c.starts().size(), 2u);
+  EXPECT_EQ(c.starts()[1].key, (ExchangeKey{77, 5, 3}));  // after the upgrade request's
+}
+
 }  // namespace
 }  // namespace loupe::http2::testing
