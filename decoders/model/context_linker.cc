@@ -78,9 +78,11 @@ ContextLinker::Id ContextLinker::Add(Exchange exchange) {
   ++stats_.exchanges;
   const uint64_t due = exchange.start_ns + options_.decide_delay_ns;
   if (exchange.kind == SpanKind::kServer) {
-    servers_by_thread_[ThreadKey(exchange.tgid, exchange.tid)].push_back(id);
+    ThreadServers& t = servers_by_thread_[ThreadKey(exchange.tgid, exchange.tid)];
+    (exchange.ended ? t.ended.push_back(id) : t.open.push_back(id));
   } else {
     clients_by_endpoint_[EndpointKey(exchange.tuple.local)].push_back(id);
+    CaptureThreadServers(exchange);
   }
   if (exchange.announced && !exchange.ended) {
     open_by_conn_[exchange.key.conn_id].push_back(id);
@@ -166,8 +168,7 @@ void ContextLinker::OnSpan(SpanRecord&& record) {
         if (open->second.empty()) open_by_conn_.erase(open);
       }
     }
-    x->ended = true;
-    x->end_ns = record.end_mono_ns;
+    MarkEnded(*x, record.end_mono_ns);
     x->status = record.status;
     x->record = std::move(record);
   }
@@ -186,8 +187,7 @@ void ContextLinker::OnConnectionEnd(uint64_t conn_id, uint64_t last_active_ns) {
     if (Exchange* x = Get(id); x != nullptr && !x->ended) {
       // Never answered: over at the connection's last activity (never
       // before its own start).
-      x->ended = true;
-      x->end_ns = std::max(last_active_ns, x->start_ns);
+      MarkEnded(*x, std::max(last_active_ns, x->start_ns));
     }
   }
   open_by_conn_.erase(it);
@@ -255,16 +255,10 @@ void ContextLinker::DecideServer(Exchange& s, int depth) {
 }
 
 void ContextLinker::DecideClient(Exchange& c, int depth) {
-  const std::vector<Id> open = OpenServersOnThread(c);
   if (c.context) {
-    for (Id id : open) {
-      Exchange* s = Get(id);
-      if (s == nullptr || !s->context || s->context->trace_id != c.context->trace_id ||
-          s->context->span_id != c.context->span_id) {
-        continue;
-      }
-      if (depth < kMaxDepth) Decide(*s, depth + 1);
-      if (!s->decided) break;
+    Exchange* s = Get(c.forwarded_from);
+    if (s != nullptr && depth < kMaxDepth) Decide(*s, depth + 1);
+    if (s != nullptr && s->decided) {
       ++stats_.links_forwarded;
       ChildOf(c, *s);
       return;
@@ -273,15 +267,15 @@ void ContextLinker::DecideClient(Exchange& c, int depth) {
     FromHeader(*c.context, options_.sampler, c.trace_id, c.parent_span_id, c.sampled);
     return;
   }
-  if (open.size() == 1) {
-    Exchange* s = Get(open.front());
+  if (c.open_on_thread == 1) {
+    Exchange* s = Get(c.thread_servers[0]);
     if (s != nullptr && depth < kMaxDepth) Decide(*s, depth + 1);
     if (s != nullptr && s->decided) {
       ++stats_.links_thread;
       ChildOf(c, *s);
       return;
     }
-  } else if (open.size() > 1) {
+  } else if (c.open_on_thread > 1) {
     ++stats_.ambiguous;
   }
   MakeRoot(c);
@@ -293,9 +287,11 @@ ContextLinker::Exchange* ContextLinker::FindPeerClient(const Exchange& s) {
   if (it == clients_by_endpoint_.end()) return nullptr;
   Exchange* best_full = nullptr;    // the client's remote is this server's local
   Exchange* best_partial = nullptr; // only the client's local matches (DNAT)
+  TrimFront(it->second);
   for (Id id : it->second) {
     Exchange* c = Get(id);
-    if (c == nullptr || c->paired_server != 0 || c->deciding) continue;
+    if (c == nullptr || IndexStale(*c)) continue;
+    if (c->paired_server != 0 || c->deciding) continue;
     if (c->start_ns > s.start_ns + options_.peer_slack_ns) continue;
     if (c->ended && c->end_ns + options_.peer_slack_ns < s.start_ns) continue;
     if (c->key.stream_id != s.key.stream_id) continue;
@@ -317,18 +313,66 @@ ContextLinker::Exchange* ContextLinker::FindPeerClient(const Exchange& s) {
   return best_full != nullptr ? best_full : best_partial;
 }
 
-std::vector<ContextLinker::Id> ContextLinker::OpenServersOnThread(const Exchange& c) {
-  std::vector<Id> open;
+void ContextLinker::CaptureThreadServers(Exchange& c) {
   auto it = servers_by_thread_.find(ThreadKey(c.tgid, c.tid));
-  if (it == servers_by_thread_.end()) return open;
-  for (Id id : it->second) {
-    const Exchange* s = Get(id);
-    if (s == nullptr || s->start_ns > c.start_ns) continue;
-    if (s->ended && s->end_ns < c.start_ns) continue;
-    if (s->key.conn_id == c.key.conn_id && c.key.conn_id != 0) continue;
-    open.push_back(id);
+  if (it == servers_by_thread_.end()) return;
+  auto consider = [&](const Exchange& s) {
+    if (s.start_ns > c.start_ns) return;
+    if (s.ended && s.end_ns < c.start_ns) return;
+    if (s.key.conn_id == c.key.conn_id && c.key.conn_id != 0) return;
+    if (c.open_on_thread < c.thread_servers.size()) c.thread_servers[c.open_on_thread] = s.id;
+    ++c.open_on_thread;
+    if (c.context && s.context && c.forwarded_from == 0 &&
+        s.context->trace_id == c.context->trace_id && s.context->span_id == c.context->span_id) {
+      c.forwarded_from = s.id;
+    }
+  };
+  ThreadServers& t = it->second;
+  for (Id id : t.open) {
+    if (const Exchange* s = Get(id)) consider(*s);
   }
-  return open;
+  // Those that ended since the client started (a database call is seen when
+  // it finishes): the newest ended last.
+  TrimFront(t.ended);
+  for (auto r = t.ended.rbegin(); r != t.ended.rend(); ++r) {
+    const Exchange* s = Get(*r);
+    if (s == nullptr) continue;
+    if (s->end_ns + options_.peer_slack_ns < c.start_ns) break;
+    consider(*s);
+  }
+}
+
+void ContextLinker::MarkEnded(Exchange& x, uint64_t end_ns) {
+  if (x.ended) return;
+  x.ended = true;
+  x.end_ns = end_ns;
+  if (x.kind != SpanKind::kServer) return;
+  auto it = servers_by_thread_.find(ThreadKey(x.tgid, x.tid));
+  if (it == servers_by_thread_.end()) return;
+  EraseValue(it->second.open, x.id);
+  it->second.ended.push_back(x.id);
+}
+
+void ContextLinker::TrimFront(std::deque<Id>& ids) {
+  while (!ids.empty()) {
+    const Exchange* x = Get(ids.front());
+    if (x != nullptr && !IndexStale(*x)) break;
+    ids.pop_front();
+  }
+}
+
+bool ContextLinker::IndexStale(const Exchange& x) const {
+  // Over before every exchange still to be decided started (their due
+  // times are start + decide_delay_ns): no decision can need it, so it
+  // leaves the lookup indexes (it stays in exchanges_ until retain_ns). An
+  // exchange announced later than that is decided without it (late).
+  if (!x.ended) return false;
+  uint64_t horizon = now_ns_ > options_.decide_delay_ns ? now_ns_ - options_.decide_delay_ns : 0;
+  if (!due_.empty()) {
+    const uint64_t due = due_.top().first;
+    horizon = std::min(horizon, due > options_.decide_delay_ns ? due - options_.decide_delay_ns : 0);
+  }
+  return x.end_ns + options_.peer_slack_ns < horizon;
 }
 
 void ContextLinker::EmitIfReady(Exchange& x) {
@@ -364,18 +408,27 @@ void ContextLinker::Forget(Id id) {
   auto it = exchanges_.find(id);
   if (it == exchanges_.end()) return;
   Exchange& x = it->second;
+  // Out of its index when it is at the front (forgetting goes oldest
+  // first, so it nearly always is); otherwise a later trim takes it.
+  auto unindex = [&](auto& index, const auto& key) {
+    auto entry = index.find(key);
+    if (entry == index.end()) return;
+    std::deque<Id>& ids = entry->second;
+    if (!ids.empty() && ids.front() == id) ids.pop_front();
+    while (!ids.empty() && Get(ids.front()) == nullptr) ids.pop_front();
+    if (ids.empty()) index.erase(entry);
+  };
   if (x.kind == SpanKind::kServer) {
     auto t = servers_by_thread_.find(ThreadKey(x.tgid, x.tid));
     if (t != servers_by_thread_.end()) {
-      EraseValue(t->second, id);
-      if (t->second.empty()) servers_by_thread_.erase(t);
+      ThreadServers& ts = t->second;
+      if (!x.ended) EraseValue(ts.open, id);
+      if (!ts.ended.empty() && ts.ended.front() == id) ts.ended.pop_front();
+      while (!ts.ended.empty() && Get(ts.ended.front()) == nullptr) ts.ended.pop_front();
+      if (ts.open.empty() && ts.ended.empty()) servers_by_thread_.erase(t);
     }
   } else {
-    auto c = clients_by_endpoint_.find(EndpointKey(x.tuple.local));
-    if (c != clients_by_endpoint_.end()) {
-      EraseValue(c->second, id);
-      if (c->second.empty()) clients_by_endpoint_.erase(c);
-    }
+    unindex(clients_by_endpoint_, EndpointKey(x.tuple.local));
   }
   if (x.announced) {
     auto k = by_key_.find(std::pair{x.key.conn_id, x.key.seq});
@@ -393,9 +446,10 @@ void ContextLinker::Forget(Id id) {
 
 void ContextLinker::DecideDue(uint64_t now_ns) {
   while (!due_.empty() && due_.top().first <= now_ns) {
-    const Id id = due_.top().second;
+    // Decided before it leaves the queue: the queue's head bounds what the
+    // lookup indexes must still hold (IndexStale).
+    if (Exchange* x = Get(due_.top().second); x != nullptr) Decide(*x, 0);
     due_.pop();
-    if (Exchange* x = Get(id); x != nullptr) Decide(*x, 0);
   }
 }
 

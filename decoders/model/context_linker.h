@@ -68,8 +68,10 @@ struct LinkerOptions {
   // (both are syscall exit times): a client request may start this much
   // after the server's and still be its peer.
   uint64_t peer_slack_ns = 2ull * 1000 * 1000;
-  // Finished exchanges are kept this long for late lookups.
-  uint64_t retain_ns = 10ull * 1000 * 1000 * 1000;
+  // Finished exchanges are kept this long (their ids, for exchanges decided
+  // late); they leave the lookup indexes once no pending decision can need
+  // them.
+  uint64_t retain_ns = 100ull * 1000 * 1000;
   // Unfinished exchanges (no response, connection still open) are
   // forgotten after this.
   uint64_t max_open_ns = 300ull * 1000 * 1000 * 1000;
@@ -153,6 +155,13 @@ class ContextLinker : public SpanSink {
     std::optional<SpanRecord> record;  // finished, waiting for the decision
     bool emitted = false;
 
+    // CLIENT: the servers open on its thread when it arrived (thread
+    // causality is decided from these): the first two, how many, and the
+    // one whose incoming header context this client forwards.
+    std::array<Id, 2> thread_servers{};
+    uint32_t open_on_thread = 0;
+    Id forwarded_from = 0;
+
     Id peer_client = 0;    // SERVER: the CLIENT exchange it was joined to
     Id paired_server = 0;  // CLIENT: the SERVER exchange joined to it
     bool pair_reported = false;
@@ -166,7 +175,13 @@ class ContextLinker : public SpanSink {
   void MakeRoot(Exchange& x);
   void ChildOf(Exchange& x, const Exchange& parent);
   Exchange* FindPeerClient(const Exchange& s);
-  std::vector<Id> OpenServersOnThread(const Exchange& c);
+  // Records in `c` the servers open on its thread at its start.
+  void CaptureThreadServers(Exchange& c);
+  // `x` is over: moves a server from its thread's open list to the ended.
+  void MarkEnded(Exchange& x, uint64_t end_ns);
+  bool IndexStale(const Exchange& x) const;
+  // Pops index entries that are gone or stale from the front of `ids`.
+  void TrimFront(std::deque<Id>& ids);
   void EmitIfReady(Exchange& x);
   void ReportPair(Exchange& server);
   void Forget(Id id);
@@ -186,8 +201,17 @@ class ContextLinker : public SpanSink {
                       std::greater<>>
       due_;
   // SERVER exchanges by (tgid, tid); CLIENT exchanges by local endpoint.
-  absl::flat_hash_map<uint64_t, std::vector<Id>> servers_by_thread_;
-  absl::flat_hash_map<std::pair<std::array<uint8_t, 16>, uint16_t>, std::vector<Id>>
+  // Per thread: SERVER exchanges still open (few: the requests a thread
+  // serves at once), and those over, in the order they ended. Entries of
+  // exchanges forgotten or long over leave from the front (lazily, so an
+  // index costs O(1) per exchange).
+  struct ThreadServers {
+    std::vector<Id> open;
+    std::deque<Id> ended;
+  };
+  absl::flat_hash_map<uint64_t, ThreadServers> servers_by_thread_;
+  // CLIENT exchanges by local endpoint, in creation order.
+  absl::flat_hash_map<std::pair<std::array<uint8_t, 16>, uint16_t>, std::deque<Id>>
       clients_by_endpoint_;
   // Exchanges still open per connection, ended by OnConnectionEnd.
   absl::flat_hash_map<uint64_t, std::vector<Id>> open_by_conn_;
