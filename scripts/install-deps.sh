@@ -15,7 +15,7 @@ apt-get install -y --no-install-recommends \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libcurl4-openssl-dev prometheus-cpp-dev libcivetweb-dev libnghttp2-dev nghttp2-client \
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libhttp-parser-dev \
-  nginx curl wrk procps openssl prometheus \
+  nginx curl wrk procps iproute2 openssl prometheus \
   postgresql postgresql-client libpq-dev mariadb-server mariadb-client libmariadb-dev \
   redis-server redis-tools
 # Node.js runs the independent OTLP receiver of the wire-compatibility tests;

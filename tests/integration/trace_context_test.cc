@@ -8,13 +8,16 @@
 //                                    fresh connection, no trace headers)
 //
 // and trace_service's event loop, which calls the leaf while two requests
-// are open on its only thread (see tests/trace_services/trace_service.cc).
+// are open on its only thread (see tests/trace_services/trace_service.cc),
+// and curl calling a leaf in another network namespace (two pods on a node).
 // PostgreSQL, nginx and the services run for the whole suite; each test runs
-// its own agent, restricted with --pid to the services it is about, so curl,
+// its own agent, restricted with --pid to the services it is about (but the
+// namespace test, which traces the host), so curl,
 // wrk and this process are not traced: the nginx SERVER span is a root (or
 // the child of the curl's traceparent), and the graph metrics count exactly
 // the test's requests.
 #include <pwd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <array>
@@ -116,10 +119,13 @@ struct Services {
 Services* g_services = nullptr;
 
 // Starts trace_service in `mode`; nullptr (with *error set) unless it listens.
+// `prefix` runs it through another command (ip netns exec NS).
 std::unique_ptr<Subprocess> StartService(const std::string& dir, const std::string& name,
                                          const std::string& service_name,
-                                         std::vector<std::string> args, std::string* error) {
-  std::vector<std::string> argv = {LOUPE_TRACE_SERVICE};
+                                         std::vector<std::string> args, std::string* error,
+                                         std::vector<std::string> prefix = {}) {
+  std::vector<std::string> argv = std::move(prefix);
+  argv.push_back(LOUPE_TRACE_SERVICE);
   argv.insert(argv.end(), args.begin(), args.end());
   const std::string out = dir + "/" + name + ".out";
   const std::string err = dir + "/" + name + ".err";
@@ -670,6 +676,134 @@ TEST_F(TraceContextTest, EventLoopNoFalseLinks) {
     return Sample(samples, "loupe_context_ambiguous_total") >= 1;
   });
   EXPECT_GE(Sample(m, "loupe_context_ambiguous_total"), 1);
+}
+
+// Two network namespaces joined by a veth pair stand in for two pods on one
+// node (containers cannot run here): curl in one calls the leaf in the other
+// by its namespace address. The agent sees both ends (tracepoints are not
+// per namespace) and joins them as it does over loopback.
+class NetworkNamespaces {
+ public:
+  // "" on success, else what failed.
+  std::string Create(const std::string& ip, const std::string& tag) {
+    ip_ = ip;
+    a_ = "loupe-a-" + tag;
+    b_ = "loupe-b-" + tag;
+    const std::string va = "lpa" + tag, vb = "lpb" + tag;
+    // Left over by a crashed run with the same pid: gone first.
+    RunCommand({ip_, "netns", "del", a_});
+    RunCommand({ip_, "netns", "del", b_});
+    const std::vector<std::vector<std::string>> steps = {
+        {"ip", "netns", "add", a_},
+        {"ip", "netns", "add", b_},
+        {"ip", "link", "add", va, "type", "veth", "peer", "name", vb},
+        {"ip", "link", "set", va, "netns", a_},
+        {"ip", "link", "set", vb, "netns", b_},
+        {"ip", "-n", a_, "addr", "add", std::string(kAddressA) + "/24", "dev", va},
+        {"ip", "-n", b_, "addr", "add", std::string(kAddressB) + "/24", "dev", vb},
+        {"ip", "-n", a_, "link", "set", va, "up"},
+        {"ip", "-n", b_, "link", "set", vb, "up"},
+        {"ip", "-n", a_, "link", "set", "lo", "up"},
+        {"ip", "-n", b_, "link", "set", "lo", "up"}};
+    for (std::vector<std::string> argv : steps) {
+      argv[0] = ip_;  // RunCommand does not search PATH
+      std::string out;
+      if (RunCommand(argv, &out) != 0) return argv[1] + " " + argv[2] + " failed: " + out;
+    }
+    return "";
+  }
+  ~NetworkNamespaces() {
+    // Deleting a namespace deletes its end of the veth pair, and the pair.
+    if (!a_.empty()) RunCommand({ip_, "netns", "del", a_});
+    if (!b_.empty()) RunCommand({ip_, "netns", "del", b_});
+  }
+  const std::string& ip() const { return ip_; }
+  const std::string& a() const { return a_; }
+  const std::string& b() const { return b_; }
+  static constexpr const char* kAddressA = "10.231.7.1";
+  static constexpr const char* kAddressB = "10.231.7.2";
+
+ private:
+  std::string ip_, a_, b_;
+};
+
+TEST_F(TraceContextTest, BothEndsInDifferentNetworkNamespaces) {
+  const std::string ip = FindProgram({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"});
+  if (ip.empty()) GTEST_SKIP() << "iproute2 is not installed (apt-get install iproute2)";
+  NetworkNamespaces ns;
+  const std::string error = ns.Create(ip, std::to_string(getpid() % 100000));
+  ASSERT_EQ(error, "");
+  const uint16_t port = PickFreePort();
+  std::string start_error;
+  auto leaf = StartService(g_services->dir, "ns-leaf", "trace-leaf-ns",
+                           {"--mode", "leaf", "--port", std::to_string(port), "--listen",
+                            NetworkNamespaces::kAddressB},
+                           &start_error, {ip, "netns", "exec", ns.b()});
+  ASSERT_NE(leaf, nullptr) << start_error;
+  // The whole host is traced: curl runs in the other namespace, started by
+  // `ip netns exec`, and its pid is not known beforehand.
+  metrics_port_ = PickFreePort();
+  agent_ = LoupeProcess::Start(MakeTempDir("loupe-it-trace-context-agent"),
+                               {"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port_)});
+  ASSERT_NE(agent_, nullptr) << "loupe did not become ready";
+  ASSERT_TRUE(WaitForTcpPort(metrics_port_, std::chrono::seconds(10))) << agent_->Log();
+
+  constexpr int kCalls = 3;
+  const std::string base =
+      "http://" + std::string(NetworkNamespaces::kAddressB) + ":" + std::to_string(port);
+  const std::string run = RandomHex(6);
+  for (int i = 0; i < kCalls; ++i) {
+    std::string out;
+    EXPECT_EQ(RunCommand({ip, "netns", "exec", ns.a(), g_services->curl, "-sS", "--max-time",
+                          "10", base + "/leaf/ns-" + run + "-" + std::to_string(i)},
+                         &out),
+              0)
+        << out;
+  }
+  auto find = [&](const std::vector<Json>& spans, const std::string& kind,
+                  const std::string& path) -> const Json* {
+    for (const Json& s : spans) {
+      if (StringField(s, "kind") == kind && Attribute(s, "url.path") == path) return &s;
+    }
+    return nullptr;
+  };
+  std::vector<Json> spans;
+  const auto deadline = std::chrono::steady_clock::now() + kSpanWait;
+  auto all_there = [&] {
+    for (int i = 0; i < kCalls; ++i) {
+      const std::string path = "/leaf/ns-" + run + "-" + std::to_string(i);
+      if (!find(spans, "CLIENT", path) || !find(spans, "SERVER", path)) return false;
+    }
+    return true;
+  };
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    spans = ReadSpans(agent_->jsonl_path());
+  } while (!all_there() && std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(all_there()) << agent_->Log();
+
+  std::string client_service;
+  for (int i = 0; i < kCalls; ++i) {
+    const std::string path = "/leaf/ns-" + run + "-" + std::to_string(i);
+    SCOPED_TRACE(path);
+    const Json& client = *find(spans, "CLIENT", path);
+    const Json& server = *find(spans, "SERVER", path);
+    EXPECT_EQ(Attribute(client, "network.peer.address"), NetworkNamespaces::kAddressB);
+    EXPECT_EQ(Attribute(server, "client.address"), NetworkNamespaces::kAddressA);
+    EXPECT_EQ(ServiceOf(server), "trace-leaf-ns");
+    EXPECT_EQ(StringField(client, "parent_span_id"), "");
+    EXPECT_EQ(StringField(server, "parent_span_id"), StringField(client, "span_id"));
+    EXPECT_EQ(StringField(server, "trace_id"), StringField(client, "trace_id"));
+    client_service = ServiceOf(client);
+  }
+  const std::map<std::string, std::string> edge = {{"client", client_service},
+                                                   {"server", "trace-leaf-ns"}};
+  const std::vector<MetricSample> m = ScrapeUntil(metrics_port_, [&](const auto& samples) {
+    return Sample(samples, "traces_service_graph_request_total", edge) >= kCalls;
+  });
+  EXPECT_EQ(Sample(m, "traces_service_graph_request_total", edge), kCalls);
+  leaf->Signal(SIGTERM);
+  leaf->Wait(std::chrono::seconds(5));
 }
 
 }  // namespace

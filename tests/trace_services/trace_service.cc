@@ -18,7 +18,8 @@
 //       open, and all N are answered (and closed). The interleaved event loop
 //       a thread-based context linker must not link.
 //
-// All modes listen on 127.0.0.1 and print "listening on P" once they accept.
+// All modes listen on 127.0.0.1 (the leaf on --listen, for the test across
+// network namespaces) and print "listening on P" once they accept.
 // Requests may use keep-alive (HTTP/1.1) or not (HTTP/1.0, Connection:
 // close); request bodies are skipped. Errors go to stderr.
 #include <arpa/inet.h>
@@ -57,6 +58,7 @@ struct Options {
   uint16_t leaf_port = 0;
   std::string pg;
   size_t batch = 2;
+  in_addr listen_addr{htonl(INADDR_LOOPBACK)};
 };
 
 void Fail(const std::string& what) { std::fprintf(stderr, "trace_service: %s\n", what.c_str()); }
@@ -452,7 +454,7 @@ bool ServeEventLoop(int listen_fd, const Options& options) {
   }
 }
 
-int Listen(uint16_t port) {
+int Listen(in_addr address, uint16_t port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     Fail(Errno("socket"));
@@ -463,9 +465,11 @@ int Listen(uint16_t port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_addr = address;
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    Fail(Errno(("bind 127.0.0.1:" + std::to_string(port)).c_str()));
+    char text[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &address, text, sizeof(text));
+    Fail(Errno(("bind " + std::string(text) + ":" + std::to_string(port)).c_str()));
     close(fd);
     return -1;
   }
@@ -486,7 +490,7 @@ bool ParsePort(const char* text, uint16_t* out) {
 }
 
 const char kUsage[] =
-    "usage: trace_service --mode leaf --port P\n"
+    "usage: trace_service --mode leaf --port P [--listen IPV4]\n"
     "       trace_service --mode backend --port P --leaf-port L --pg CONNINFO\n"
     "       trace_service --mode eventloop --port P --leaf-port L --batch N\n";
 
@@ -502,6 +506,8 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
       ok = ParsePort(value, &o.port);
     } else if (flag == "--leaf-port") {
       ok = ParsePort(value, &o.leaf_port);
+    } else if (flag == "--listen") {
+      ok = inet_pton(AF_INET, value, &o.listen_addr) == 1;
     } else if (flag == "--pg") {
       o.pg = value;
     } else if (flag == "--batch") {
@@ -533,7 +539,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  const int listen_fd = Listen(options->port);
+  const int listen_fd = Listen(options->listen_addr, options->port);
   if (listen_fd < 0) return 1;
   std::printf("listening on %u\n", options->port);
   std::fflush(stdout);
