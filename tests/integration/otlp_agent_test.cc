@@ -164,11 +164,31 @@ TEST_P(OtlpAgentTest, SpansAndMetricsArriveFieldByField) {
   }
   ASSERT_FALSE(last_metrics.is_null()) << "no metric export arrived";
   std::map<std::string, uint64_t> counts;  // "metric service status" -> count
+  std::map<std::string, double> graph;      // "metric client server resource" -> value
   for (const Json& rm : last_metrics["request"]["resourceMetrics"]) {
     const std::string service = Str(AttributeMap(rm["resource"]["attributes"]).at("service.name"));
     for (const Json& sm : rm["scopeMetrics"]) {
       EXPECT_EQ(sm["scope"]["name"], "loupe");
       for (const Json& m : sm["metrics"]) {
+        const std::string name = m["name"];
+        if (name.rfind("traces_service_graph_", 0) == 0) {
+          // The service graph: curl -> nginx, on the agent's own resource.
+          SCOPED_TRACE(m.dump());
+          const bool sum = m.contains("sum");
+          const Json& points = sum ? m["sum"]["dataPoints"] : m["histogram"]["dataPoints"];
+          if (sum) {
+            EXPECT_EQ(m["sum"]["isMonotonic"], true);
+            EXPECT_EQ(m["sum"]["aggregationTemporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE");
+          }
+          for (const Json& p : points) {
+            const auto attributes = AttributeMap(p["attributes"]);
+            const double value = sum ? p["asDouble"].get<double>()
+                                     : static_cast<double>(std::stoull(p["count"].get<std::string>()));
+            graph[name + " " + Str(attributes.at("client")) + " " + Str(attributes.at("server")) +
+                  " " + service] += value;
+          }
+          continue;
+        }
         if (m["name"] != "http.server.request.duration" &&
             m["name"] != "http.client.request.duration") {
           continue;
@@ -196,6 +216,12 @@ TEST_P(OtlpAgentTest, SpansAndMetricsArriveFieldByField) {
   EXPECT_EQ(counts["http.server.request.duration nginx 404"], 2u);
   EXPECT_EQ(counts["http.client.request.duration curl 200"], 3u);
   EXPECT_EQ(counts["http.client.request.duration curl 404"], 2u);
+  EXPECT_EQ(graph["traces_service_graph_request_total curl nginx loupe"], 5);
+  EXPECT_EQ(graph["traces_service_graph_request_failed_total curl nginx loupe"], 2)
+      << "the 404s are errors for the client";
+  EXPECT_EQ(graph["traces_service_graph_request_server_seconds curl nginx loupe"], 5);
+  EXPECT_EQ(graph["traces_service_graph_request_client_seconds curl nginx loupe"], 5);
+  EXPECT_EQ(graph.size(), 4u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocols, OtlpAgentTest, ::testing::Values("grpc", "http/protobuf"),
