@@ -34,6 +34,20 @@ struct ConnInfo {
   std::string comm;
 };
 
+// The kind of span an exchange makes: the connection's role when known,
+// else whoever received the request is the server.
+inline SpanKind SpanKindFor(Role role, Direction request_dir) {
+  switch (role) {
+    case Role::kServer:
+      return SpanKind::kServer;
+    case Role::kClient:
+      return SpanKind::kClient;
+    case Role::kUnknown:
+      break;
+  }
+  return request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
+}
+
 struct DecoderOptions {
   bool capture_url_query = false;  // url.query attribute (may carry secrets)
   // A message's start line and headers larger than this are invalid.

@@ -129,19 +129,6 @@ Direction RequestDirection(Role role) {
   return role == Role::kServer ? Direction::kIngress : Direction::kEgress;
 }
 
-SpanKind KindOf(Role role, Direction request_dir) {
-  switch (role) {
-    case Role::kServer:
-      return SpanKind::kServer;
-    case Role::kClient:
-      return SpanKind::kClient;
-    case Role::kUnknown:
-      break;
-  }
-  // Who received the request is the server.
-  return request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
-}
-
 // A blocking read's entry time says when the reader started waiting, not
 // when the bytes came: received messages start at the syscall's exit, sent
 // ones at the write's entry.
@@ -374,7 +361,7 @@ class Http1Decoder final : public ConnectionDecoder {
     const ConnInfo& conn = ctx.conn;
     ExchangeStart start;
     start.key = ExchangeKey{conn.conn_id, ++last_seq_, /*stream_id=*/0};
-    start.kind = KindOf(conn.role, dir);
+    start.kind = SpanKindFor(conn.role, dir);
     start.tgid = conn.tgid;
     start.tid = request.first_byte.tid;
     start.start_mono_ns = StartTime(request, dir);
@@ -386,7 +373,7 @@ class Http1Decoder final : public ConnectionDecoder {
 
   // A request that no announcement covers gets a span without a key.
   static Exchange Unannounced(Direction dir, const Message& request, const DecodeContext& ctx) {
-    return Exchange{ExchangeKey{}, KindOf(ctx.conn.role, dir), RequestContext(request)};
+    return Exchange{ExchangeKey{}, SpanKindFor(ctx.conn.role, dir), RequestContext(request)};
   }
 
   // Announces the request whose header block `dir`'s parser has finished

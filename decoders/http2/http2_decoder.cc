@@ -137,19 +137,6 @@ Direction RequestDirection(Role role) {
   return role == Role::kServer ? Direction::kIngress : Direction::kEgress;
 }
 
-SpanKind KindOf(Role role, Direction request_dir) {
-  switch (role) {
-    case Role::kServer:
-      return SpanKind::kServer;
-    case Role::kClient:
-      return SpanKind::kClient;
-    case Role::kUnknown:
-      break;
-  }
-  // Who received the request is the server.
-  return request_dir == Direction::kIngress ? SpanKind::kServer : SpanKind::kClient;
-}
-
 // The values kept from one header block. Only these are ever stored:
 // pseudo-headers, content-type, te, host, grpc-status, grpc-message and the
 // trace-context allowlist; never authorization, cookies or anything else.
@@ -333,7 +320,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
       max_stream_id_ = 1;
       // Announced by the HTTP/1 decoder already: the same key, no second
       // announcement; the connection's keys continue after it.
-      s.announced = Announcement{d, upgrade->request_key, KindOf(conn.role, d),
+      s.announced = Announcement{d, upgrade->request_key, SpanKindFor(conn.role, d),
                                  upgrade->request_context};
       last_seq_ = upgrade->request_key.seq;
     }
@@ -641,7 +628,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
     const Half& rq = s.half[Index(dir_)];
     ExchangeStart start;
     start.key = ExchangeKey{conn.conn_id, ++last_seq_, s.id};
-    start.kind = KindOf(conn.role, dir_);
+    start.kind = SpanKindFor(conn.role, dir_);
     start.tgid = conn.tgid;
     start.tid = rq.tid;
     start.start_mono_ns = rq.start_ns;
@@ -708,7 +695,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
       span.key = s.announced->key;
       span.context = s.announced->context;
     } else {
-      span.kind = KindOf(conn.role, request_dir);
+      span.kind = SpanKindFor(conn.role, request_dir);
       span.context = RequestContext(rq.fields);
     }
     span.start_mono_ns = rq.start_ns;

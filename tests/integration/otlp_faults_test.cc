@@ -171,7 +171,9 @@ TEST_P(OtlpFaultsTest, CollectorAbsentAtStart) {
   ASSERT_TRUE(exporter);
 
   for (int i = 0; i < 10; ++i) exporter->Consume(NamedSpan("early-" + std::to_string(i), i));
-  std::this_thread::sleep_for(1000ms);
+  // The mid batch outlives the early one by this much: the time the
+  // receiver (Node.js) has to start, ample also on a loaded machine.
+  std::this_thread::sleep_for(3000ms);
   for (int i = 0; i < 10; ++i) exporter->Consume(NamedSpan("mid-" + std::to_string(i), 100 + i));
   // The early batch has nowhere to go until its deadline.
   ASSERT_TRUE(WaitFor([&] { return exporter->stats().dropped_retry_expired == 10; }, 8s))

@@ -24,7 +24,6 @@
 namespace loupe::testing {
 namespace {
 
-const std::string kPgBin = "/usr/lib/postgresql/15/bin";
 constexpr int kTransactions = 12;
 constexpr int kPreparedExecutions = 4;
 // Spans are stamped from CLOCK_MONOTONIC plus an offset fixed at agent
@@ -53,56 +52,6 @@ struct RunResult {
 };
 
 RunResult* g_run = nullptr;
-
-class PostgresServer {
- public:
-  // "" on success, else what went wrong.
-  std::string Start(const std::string& dir) {
-    dir_ = dir;
-    runuser_ = FindProgram({"/usr/sbin/runuser", "/sbin/runuser"});
-    if (FindProgram({kPgBin + "/postgres"}).empty()) {
-      return "PostgreSQL 15 is not installed (apt-get install postgresql-15)";
-    }
-    const passwd* pw = getpwnam("postgres");
-    if (pw == nullptr || runuser_.empty()) return "the postgres user and runuser are needed";
-    // initdb refuses to run as root: the cluster belongs to postgres.
-    if (chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return "chown failed";
-    std::string out;
-    if (RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/initdb", "-D", dir + "/data", "-U",
-                    "loupe", "-A", "trust", "--no-sync"},
-                   &out, {}, std::chrono::seconds(120)) != 0) {
-      return "initdb failed: " + out;
-    }
-    port_ = PickFreePort();
-    if (RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/pg_ctl", "-D", dir + "/data", "-l",
-                    dir + "/postgres.log", "-w", "-o",
-                    "-k " + dir + " -p " + std::to_string(port_) + " -c listen_addresses=127.0.0.1",
-                    "start"},
-                   &out, {}, std::chrono::seconds(60)) != 0) {
-      return "pg_ctl start failed: " + out + ReadFileOrEmpty(dir + "/postgres.log");
-    }
-    started_ = true;
-    return "";
-  }
-  ~PostgresServer() { Stop(); }
-  void Stop() {
-    if (!started_) return;
-    started_ = false;
-    RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/pg_ctl", "-D", dir_ + "/data", "-m",
-                "fast", "stop"},
-               nullptr, {}, std::chrono::seconds(60));
-  }
-  uint16_t port() const { return port_; }
-  std::vector<std::string> Connection(const std::string& program) const {
-    return {kPgBin + "/" + program, "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "loupe"};
-  }
-
- private:
-  std::string dir_;
-  std::string runuser_;
-  uint16_t port_ = 0;
-  bool started_ = false;
-};
 
 // Runs one client to completion, remembering its pid and time window.
 Client RunClient(const std::vector<std::string>& argv, const std::string& dir,

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -195,6 +196,50 @@ std::string FindProgram(const std::vector<std::string>& candidates) {
     if (access(c.c_str(), X_OK) == 0) return c;
   }
   return "";
+}
+
+std::string PostgresServer::Start(const std::string& dir) {
+  dir_ = dir;
+  runuser_ = FindProgram({"/usr/sbin/runuser", "/sbin/runuser"});
+  if (FindProgram({kPgBin + "/postgres"}).empty()) {
+    return "PostgreSQL 15 is not installed (apt-get install postgresql-15)";
+  }
+  const passwd* pw = getpwnam("postgres");
+  if (pw == nullptr || runuser_.empty()) return "the postgres user and runuser are needed";
+  // initdb refuses to run as root: the cluster belongs to postgres.
+  if (chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return "chown failed";
+  std::string out;
+  if (RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/initdb", "-D", dir + "/data", "-U",
+                  "loupe", "-A", "trust", "--no-sync"},
+                 &out, {}, std::chrono::seconds(120)) != 0) {
+    return "initdb failed: " + out;
+  }
+  port_ = PickFreePort();
+  if (RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/pg_ctl", "-D", dir + "/data", "-l",
+                  dir + "/postgres.log", "-w", "-o",
+                  "-k " + dir + " -p " + std::to_string(port_) + " -c listen_addresses=127.0.0.1",
+                  "start"},
+                 &out, {}, std::chrono::seconds(60)) != 0) {
+    return "pg_ctl start failed: " + out + ReadFileOrEmpty(dir + "/postgres.log");
+  }
+  started_ = true;
+  return "";
+}
+
+void PostgresServer::Stop() {
+  if (!started_) return;
+  started_ = false;
+  RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/pg_ctl", "-D", dir_ + "/data", "-m",
+              "fast", "stop"},
+             nullptr, {}, std::chrono::seconds(60));
+}
+
+std::vector<std::string> PostgresServer::Connection(const std::string& program) const {
+  return {kPgBin + "/" + program, "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "loupe"};
+}
+
+std::string PostgresServer::conninfo() const {
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=loupe dbname=postgres";
 }
 
 std::multiset<std::string> CanonicalSpans(const std::vector<Json>& spans) {

@@ -133,6 +133,28 @@ std::optional<double> SumSamples(const std::vector<MetricSample>& samples,
                                  const std::string& name,
                                  const std::map<std::string, std::string>& labels = {});
 
+// A throw-away PostgreSQL 15 cluster (Debian's binaries in kPgBin) owned by
+// the postgres user, trust authentication over TCP on 127.0.0.1.
+inline const std::string kPgBin = "/usr/lib/postgresql/15/bin";
+class PostgresServer {
+ public:
+  // "" on success, else what went wrong (PostgreSQL missing included).
+  std::string Start(const std::string& dir);
+  ~PostgresServer() { Stop(); }
+  void Stop();
+  uint16_t port() const { return port_; }
+  // argv of a client program (psql, pgbench) connecting to this server.
+  std::vector<std::string> Connection(const std::string& program) const;
+  // libpq connection string.
+  std::string conninfo() const;
+
+ private:
+  std::string dir_;
+  std::string runuser_;
+  uint16_t port_ = 0;
+  bool started_ = false;
+};
+
 // tests/otlp_receiver/receiver.js: an OTLP/gRPC + OTLP/HTTP receiver in
 // Node.js that shares no code with Loupe (it decodes with upstream .proto
 // files). Fixed ports are picked at construction so that it can be started

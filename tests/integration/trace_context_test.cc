@@ -41,7 +41,6 @@
 namespace loupe::testing {
 namespace {
 
-const std::string kPgBin = "/usr/lib/postgresql/15/bin";
 constexpr int kChainRequests = 5;
 constexpr auto kSpanWait = std::chrono::seconds(10);
 // Parent and child are stamped by the same clock conversion; a child may
@@ -51,54 +50,6 @@ constexpr double kMinLinkedShare = 0.8;
 constexpr const char* kBackendService = "trace-backend";
 constexpr const char* kLeafService = "trace-leaf";
 constexpr const char* kEventLoopService = "trace-eventloop";
-
-// A throw-away PostgreSQL 15 cluster owned by the postgres user, trust
-// authentication over TCP (as in postgres_test.cc).
-class PostgresServer {
- public:
-  // "" on success, else what went wrong.
-  std::string Start(const std::string& dir) {
-    dir_ = dir;
-    runuser_ = FindProgram({"/usr/sbin/runuser", "/sbin/runuser"});
-    const passwd* pw = getpwnam("postgres");
-    if (pw == nullptr || runuser_.empty()) return "the postgres user and runuser are needed";
-    // initdb refuses to run as root: the cluster belongs to postgres.
-    if (chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return "chown failed";
-    std::string out;
-    if (RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/initdb", "-D", dir + "/data", "-U",
-                    "loupe", "-A", "trust", "--no-sync"},
-                   &out, {}, std::chrono::seconds(120)) != 0) {
-      return "initdb failed: " + out;
-    }
-    port_ = PickFreePort();
-    if (RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/pg_ctl", "-D", dir + "/data", "-l",
-                    dir + "/postgres.log", "-w", "-o",
-                    "-k " + dir + " -p " + std::to_string(port_) + " -c listen_addresses=127.0.0.1",
-                    "start"},
-                   &out, {}, std::chrono::seconds(60)) != 0) {
-      return "pg_ctl start failed: " + out + ReadFileOrEmpty(dir + "/postgres.log");
-    }
-    started_ = true;
-    return "";
-  }
-  ~PostgresServer() { Stop(); }
-  void Stop() {
-    if (!started_) return;
-    started_ = false;
-    RunCommand({runuser_, "-u", "postgres", "--", kPgBin + "/pg_ctl", "-D", dir_ + "/data", "-m",
-                "fast", "stop"},
-               nullptr, {}, std::chrono::seconds(60));
-  }
-  std::string conninfo() const {
-    return "host=127.0.0.1 port=" + std::to_string(port_) + " user=loupe dbname=postgres";
-  }
-
- private:
-  std::string dir_;
-  std::string runuser_;
-  uint16_t port_ = 0;
-  bool started_ = false;
-};
 
 // Everything the tests talk to, started once.
 struct Services {

@@ -22,6 +22,7 @@
 #include "decoders/http2/frame_reader.h"
 #include "decoders/http2/http2_decoder.h"
 #include "decoders/protocol.h"
+#include "tests/decoders/checking_sink.h"
 
 namespace loupe::http2::testing {
 
@@ -188,51 +189,10 @@ constexpr int kUserAgent = 58;
 
 // --- A connection ------------------------------------------------------------
 
-// Records announcements and spans in the order they came, and checks on the
-// way, for every test, what the context linker relies on: keys are unique
-// per connection; a span with a key was announced before it, with the same
-// kind, thread, start, process, socket and context; no key ends two spans.
-class RecordingSink : public SpanSink {
+// Records and checks announcements and spans (tests/decoders/checking_sink.h).
+class RecordingSink : public ::loupe::testing::CheckingSink {
  public:
-  void OnExchangeStart(const ExchangeStart& start) override {
-    EXPECT_NE(start.key.seq, 0u);
-    EXPECT_EQ(FindStart(start.key), nullptr) << "key announced twice: " << start.key.seq;
-    for (const ExchangeStart& s : starts) {
-      EXPECT_FALSE(s.key.conn_id == start.key.conn_id && s.key.seq == start.key.seq)
-          << "seq " << start.key.seq << " used twice";
-    }
-    starts.push_back(start);
-    order.push_back('S');
-  }
-  void OnSpan(SpanRecord&& record) override {
-    if (record.key.seq != 0) {
-      EXPECT_EQ(record.key.conn_id, record.conn_id);
-      const ExchangeStart* start = FindStart(record.key);
-      EXPECT_NE(start, nullptr) << "span with a key never announced: " << record.key.seq;
-      if (start != nullptr) {
-        EXPECT_EQ(start->kind, record.kind) << record.name;
-        EXPECT_EQ(start->tgid, record.tgid) << record.name;
-        EXPECT_EQ(start->tid, record.tid) << record.name;
-        EXPECT_EQ(start->start_mono_ns, record.start_mono_ns) << record.name;
-        EXPECT_TRUE(start->tuple == record.tuple) << record.name;
-        EXPECT_TRUE(start->context == record.context) << record.name;
-      }
-      for (const SpanRecord& earlier : spans) {
-        EXPECT_FALSE(earlier.key == record.key) << "two spans with key " << record.key.seq;
-      }
-    }
-    spans.push_back(std::move(record));
-    order.push_back('R');
-  }
-  const ExchangeStart* FindStart(const ExchangeKey& key) const {
-    for (const ExchangeStart& s : starts) {
-      if (s.key == key) return &s;
-    }
-    return nullptr;
-  }
-  std::vector<ExchangeStart> starts;
-  std::vector<SpanRecord> spans;
-  std::string order;  // 'S' per announcement, 'R' per span
+  RecordingSink() : CheckingSink(/*streams=*/true) {}
 };
 
 inline IpAddress V4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
