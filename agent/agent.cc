@@ -9,20 +9,25 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/bpf_capture.h"
+#include "agent/cgroup.h"
 #include "agent/event_queue.h"
 #include "agent/log.h"
 #include "agent/pipeline.h"
 #include "agent/process_info.h"
 #include "agent/recording.h"
+#include "agent/resource_usage.h"
 #include "agent/self_telemetry.h"
 #include "agent/system.h"
 #include "decoders/model/metrics.h"
@@ -226,6 +231,10 @@ int RunReplay(const AgentConfig& config) {
   options.id_seed = RandomSeed();
   options.sampler = config.sampler;
   options.metrics = outputs.metrics.get();
+  // The host of a replay is not the recording's: its cgroups and processes
+  // say nothing about recorded OOM kills.
+  options.oom.read_host_facts = false;
+  options.oom.realtime_offset_ns = header.realtime_offset_ns;
   Pipeline pipeline(options, processes, outputs.spans, nullptr);
   LogInfo("replaying ", config.replay_path, " (recorded on ", header.host_name, ")");
 
@@ -274,6 +283,10 @@ class LiveRun {
   void SnoopNewProcess(std::span<const uint8_t> raw);
   void DecoderLoop();
   void PublishStats();
+  // Decoder thread: the processes (and their containers) to sample next,
+  // handed to the main thread, which reads /proc and cgroup files.
+  void QueueResourceSample();
+  void RunResourceSample();
   KernelView ReadKernelView();
   std::vector<SelfMetric> SelfMetrics();
 
@@ -291,7 +304,90 @@ class LiveRun {
   std::atomic<bool> stop_reader_{false};
   std::mutex stats_mu_;
   PipelineStats stats_snapshot_;  // guarded by stats_mu_
+  // CPU and memory sampling (--resource-interval).
+  struct SampleBatch {
+    std::vector<ResourceSampler::Process> processes;
+    // A container: its id, one of its processes (for its cgroup paths), the
+    // container's resource.
+    std::vector<std::tuple<std::string, uint32_t, std::shared_ptr<const Resource>>> containers;
+  };
+  std::unique_ptr<ResourceSampler> sampler_;
+  CgroupMounts cgroup_mounts_;
+  std::string host_;
+  // Decoder thread: container resources by container id.
+  absl::flat_hash_map<std::string, std::shared_ptr<const Resource>> container_resources_;
+  std::mutex sample_mu_;
+  std::optional<SampleBatch> sample_batch_;  // guarded by sample_mu_
 };
+
+// A /proc or cgroup file, at most 64 KiB; "" when unreadable.
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string out(64 * 1024, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  return out;
+}
+
+void LiveRun::QueueResourceSample() {
+  SampleBatch batch;
+  absl::flat_hash_map<std::string, bool> seen;
+  // Bounded by the process table; a table of containers that came and went
+  // is simply started again.
+  if (container_resources_.size() > 4096) container_resources_.clear();
+  processes_->ForEach([&](const ProcessInfo& info, const std::shared_ptr<const Resource>& r) {
+    if (!info.from_proc) return;
+    batch.processes.push_back({info.tgid, r});
+    if (info.container_id.empty() || !seen.emplace(info.container_id, true).second) return;
+    std::shared_ptr<const Resource>& resource = container_resources_[info.container_id];
+    if (resource == nullptr) {
+      auto made = std::make_shared<Resource>();
+      made->attributes.Set("container.id", info.container_id);
+      if (!info.container_runtime.empty()) {
+        made->attributes.Set("container.runtime", info.container_runtime);
+      }
+      if (!info.pod_uid.empty()) made->attributes.Set("k8s.pod.uid", info.pod_uid);
+      made->attributes.Set("host.name", host_);
+      // Tells containers apart where only service.* identify a series
+      // (Prometheus).
+      made->attributes.Set("service.instance.id",
+                           absl::StrCat(host_, ":", info.container_id.substr(0, 12)));
+      resource = std::move(made);
+    }
+    batch.containers.emplace_back(info.container_id, info.tgid, resource);
+  });
+  std::lock_guard<std::mutex> lock(sample_mu_);
+  sample_batch_ = std::move(batch);
+}
+
+void LiveRun::RunResourceSample() {
+  std::optional<SampleBatch> batch;
+  {
+    std::lock_guard<std::mutex> lock(sample_mu_);
+    batch.swap(sample_batch_);
+  }
+  if (!batch || sampler_ == nullptr) return;
+  std::vector<ResourceSampler::Container> containers;
+  for (const auto& [id, pid, resource] : batch->containers) {
+    const ProcCgroups cgroups = ParseProcCgroups(ReadSmallFile(absl::StrCat("/proc/", pid, "/cgroup")));
+    ResourceSampler::Container c;
+    c.key = id;
+    c.resource = resource;
+    if (!cgroup_mounts_.memory.empty() && !cgroups.memory.empty()) {
+      c.location.version = CgroupVersion::kV1;
+      c.location.memory = {cgroup_mounts_.memory, cgroups.memory};
+      c.location.cpu = {cgroup_mounts_.cpu, cgroups.cpu};
+      c.location.cpuacct = {cgroup_mounts_.cpuacct, cgroups.cpuacct};
+    } else {
+      c.location.version = CgroupVersion::kV2;
+      c.location.unified = {cgroup_mounts_.unified, cgroups.unified};
+    }
+    containers.push_back(std::move(c));
+  }
+  sampler_->Sample(batch->processes, containers, NowNs(CLOCK_REALTIME));
+  LogDebug("sampled CPU and memory of ", batch->processes.size(), " processes and ",
+           containers.size(), " containers");
+}
 
 void LiveRun::ReaderLoop() {
   while (!stop_reader_.load(std::memory_order_relaxed)) {
@@ -351,6 +447,9 @@ void LiveRun::DecoderLoop() {
   using Clock = std::chrono::steady_clock;
   auto last_tick = Clock::now();
   auto last_flush = Clock::now();
+  // The first sample comes one interval after start, when the traced
+  // processes are known.
+  auto last_sample = Clock::now();
   EventBatch batch;
   while (true) {
     const bool got = queue_.Pop(&batch, kTickPeriod);
@@ -370,6 +469,11 @@ void LiveRun::DecoderLoop() {
       pipeline_->Tick(NowNs(CLOCK_MONOTONIC));
       PublishStats();
       last_tick = now;
+    }
+    if (sampler_ != nullptr &&
+        now - last_sample >= std::chrono::seconds(config_.resource_interval_s)) {
+      QueueResourceSample();
+      last_sample = now;
     }
     if (now - last_flush >= kFlushPeriod) {
       pipeline_->FlushExporters();
@@ -392,6 +496,7 @@ std::vector<SelfMetric> LiveRun::SelfMetrics() {
   t.queue_dropped = queue_.dropped_events();
   t.hooks_attached = capture_ ? capture_->attached_hooks() : 0;
   if (outputs_.metrics) t.metrics = outputs_.metrics->stats();
+  if (sampler_) t.resources = sampler_->stats();
   t.exporters = t.pipeline.exporter_stats;
   if (outputs_.otlp_metrics) {
     const OtlpMetricExporterStats m = outputs_.otlp_metrics->stats();
@@ -457,7 +562,13 @@ int LiveRun::Run() {
   options.id_seed = RandomSeed();
   options.sampler = config_.sampler;
   options.metrics = outputs_.metrics.get();
+  options.oom.realtime_offset_ns = realtime_offset;
   pipeline_ = std::make_unique<Pipeline>(options, *processes_, outputs_.spans, recorder_.get());
+  if (outputs_.metrics && config_.resource_interval_s > 0) {
+    sampler_ = std::make_unique<ResourceSampler>(*outputs_.metrics);
+    cgroup_mounts_ = ReadCgroupMounts("/proc");
+    host_ = host;
+  }
 
   if (!config_.metrics_listen.empty()) {
     auto server = MetricsHttpServer::Start(
@@ -469,8 +580,17 @@ int LiveRun::Run() {
       return 1;
     }
     outputs_.http = std::move(*server);
-    LogInfo("serving /metrics, /healthz and /readyz on ", config_.metrics_listen, " (port ",
-            outputs_.http->port(), ")");
+    // Recent OOM kills, oldest first (docs/oom.md).
+    outputs_.http->ServeJson("/oom", [this] {
+      std::string body = "[";
+      for (const OomKill& kill : pipeline_->oom_reporter().Recent()) {
+        if (body.size() > 1) body += ",";
+        body += OomKillJson(kill);
+      }
+      return body + "]";
+    });
+    LogInfo("serving /metrics, /healthz, /readyz and /oom on ", config_.metrics_listen,
+            " (port ", outputs_.http->port(), ")");
   }
 
   // Signals are taken synchronously by this thread; every thread started
@@ -522,6 +642,7 @@ int LiveRun::Run() {
       LogInfo("received ", sig == SIGINT ? "SIGINT" : "SIGTERM", ", flushing and exiting");
       break;
     }
+    RunResourceSample();
     const auto now = std::chrono::steady_clock::now();
     if (config_.stats_interval_s > 0 &&
         now - last_stats >= std::chrono::seconds(config_.stats_interval_s)) {

@@ -187,7 +187,7 @@ const std::vector<Flag>& Flags() {
        }},
       // --- Metrics ---------------------------------------------------------
       {"metrics-listen", "HOST:PORT", "0.0.0.0:9464",
-       "serve Prometheus /metrics, /healthz and /readyz here ('off' for none)", "Metrics",
+       "serve Prometheus /metrics, /healthz, /readyz and /oom here ('off' for none)", "Metrics",
        [](AgentConfig& c, absl::string_view v, const Source& s) {
          if (v == "off" || v == "none") {
            c.metrics_listen.clear();
@@ -208,6 +208,13 @@ const std::vector<Flag>& Flags() {
        "Metrics",
        [](AgentConfig& c, absl::string_view v, const Source& s) {
          return ParseNumber<uint32_t>(s, v, 1, 1000000, &c.max_series);
+       }},
+      {"resource-interval", "SECONDS", "10",
+       "period of the CPU and memory metrics of traced processes and their containers "
+       "(0: off)",
+       "Metrics",
+       [](AgentConfig& c, absl::string_view v, const Source& s) {
+         return ParseNumber<uint32_t>(s, v, 0, 86400, &c.resource_interval_s);
        }},
       // --- OpenTelemetry ---------------------------------------------------
       {"otlp-endpoint", "URL", "none",

@@ -57,6 +57,7 @@ struct AgentConfig {
   // Metrics
   std::string metrics_listen = "0.0.0.0:9464";  // "" = no HTTP endpoint
   uint32_t max_series = 2000;
+  uint32_t resource_interval_s = 10;  // CPU/memory sampling period; 0: off
   // Capture
   uint32_t payload_bytes = 4096;
   uint32_t payload_bytes_framed = LOUPE_PAYLOAD_MAX;

@@ -33,7 +33,8 @@ Pipeline::Pipeline(const PipelineOptions& options, ProcessTable& processes,
       graph_(processes, options.metrics),
       linker_(WithSampler(options.linker, options.sampler), assembler_, &graph_,
               options.id_seed ^ 0x6c696e6bull),
-      tracker_(options.tracker, linker_) {}
+      tracker_(options.tracker, linker_),
+      oom_(options.oom) {}
 
 void SpanRouter::Consume(Span&& span) {
   if (metrics_ != nullptr) metrics_->Record(span);
@@ -56,6 +57,10 @@ void ServiceGraphRecorder::OnPair(const LinkedPair& pair) {
 }
 
 void Pipeline::OnRawEvent(std::span<const uint8_t> raw) {
+  if (IsOomEvent(raw)) {
+    OnOomEvent(raw);
+    return;
+  }
   ++events_received_;
   absl::StatusOr<KernelEvent> event = ParseKernelEvent(raw);
   if (!event.ok()) {
@@ -84,6 +89,22 @@ void Pipeline::OnRawEvent(std::span<const uint8_t> raw) {
   if (recorder_ != nullptr) recorder_->WriteEvent(raw);
   tracker_.OnEvent(*event);
   linker_.Advance(latest_event_ns_);
+}
+
+void Pipeline::OnOomEvent(std::span<const uint8_t> raw) {
+  ++events_received_;
+  if (recorder_ != nullptr) recorder_->WriteEvent(raw);
+  absl::StatusOr<OomEvent> event = ParseOomEvent(raw);
+  if (!event.ok()) {
+    ++events_invalid_;
+    LogWarn("skipping an invalid OOM-kill event: ", event.status().message());
+    return;
+  }
+  if (event->header.ts_ns > latest_event_ns_) latest_event_ns_ = event->header.ts_ns;
+  const OomKill kill = oom_.Report(*event);
+  const size_t kind = static_cast<size_t>(kill.kind);
+  if (kind < oom_kills_.size()) ++oom_kills_[kind];
+  LogWarn(OomKillConsoleLine(kill));
 }
 
 void Pipeline::OnProcessInfo(const ProcessInfo& info) {
@@ -115,6 +136,7 @@ PipelineStats Pipeline::stats() const {
   s.linker = linker_.stats();
   s.exchanges_pending = linker_.pending();
   s.connections_open = tracker_.open_connections();
+  s.oom_kills = oom_kills_;
   s.processes_known = processes_.size();
   s.tracker = tracker_.stats();
   for (const auto& exporter : exporters_.exporters()) {

@@ -9,6 +9,7 @@
 #ifndef LOUPE_AGENT_PIPELINE_H_
 #define LOUPE_AGENT_PIPELINE_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/oom.h"
 #include "agent/process_info.h"
 #include "agent/recording.h"
 #include "decoders/conn/conn_tracker.h"
@@ -36,6 +38,9 @@ struct PipelineOptions {
   LinkerOptions linker;
   // Aggregates RED metrics from every span before sampling; may be null.
   MetricsRecorder* metrics = nullptr;
+  // OOM kills: what is read from cgroup files and /proc at the kill (a
+  // replay sets read_host_facts = false).
+  OomReporterOptions oom;
 };
 
 // Where finished spans go: every span feeds the RED metrics, then the span
@@ -76,6 +81,8 @@ struct PipelineStats {
   size_t exchanges_pending = 0;  // held by the linker
   size_t connections_open = 0;
   size_t processes_known = 0;
+  // OOM kills seen, by kind (OomKind: unknown, cgroup, global).
+  std::array<uint64_t, 3> oom_kills{};
   TrackerStats tracker;
   ExporterStats exported;  // summed over exporters
   std::vector<std::pair<std::string, ExporterStats>> exporter_stats;  // each exporter
@@ -87,6 +94,9 @@ class Pipeline {
            RecordingWriter* recorder);
 
   void OnRawEvent(std::span<const uint8_t> raw);
+  // An OOM-kill event (IsOomEvent): reported at once, while the victim's
+  // cgroup and its processes can still be read.
+  void OnOomEvent(std::span<const uint8_t> raw);
   // A process read from /proc by the reader thread ahead of its events.
   void OnProcessInfo(const ProcessInfo& info);
   // Housekeeping at CLOCK_MONOTONIC now_ns.
@@ -94,6 +104,9 @@ class Pipeline {
   // Ends every connection and flushes exporters (shutdown).
   void Finish();
   void FlushExporters();
+
+  // Recent OOM kills (thread-safe: the /oom endpoint reads it).
+  const OomReporter& oom_reporter() const { return oom_; }
 
   // Newest event timestamp seen (replays use it as their clock).
   uint64_t latest_event_ns() const { return latest_event_ns_; }
@@ -108,6 +121,8 @@ class Pipeline {
   ServiceGraphRecorder graph_;
   ContextLinker linker_;
   ConnTracker tracker_;
+  OomReporter oom_;
+  std::array<uint64_t, 3> oom_kills_{};
   uint64_t latest_event_ns_ = 0;
   uint64_t events_received_ = 0;
   uint64_t events_invalid_ = 0;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,18 +20,56 @@
 
 namespace loupe {
 
+// Every field is "" or 0 when unknown: unreadable, or absent from a
+// recording made before it existed (recording.h).
 struct ProcessInfo {
   uint32_t tgid = 0;
   std::string comm;             // kernel task name (from the event, or /proc/PID/comm)
   std::string exe_path;         // /proc/PID/exe target, "" if unreadable
   std::string service_name;     // OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES
   bool from_proc = false;       // false: the process was gone before it could be read
+  // Recording format 2 onwards.
+  std::string cmdline;          // /proc/PID/cmdline, arguments joined by spaces (bounded)
+  uint32_t uid = 0;             // effective uid (/proc/PID/status); meaningful only with an owner
+  std::string owner;            // the uid's user name as the agent resolves it, else the number
+  // /proc/PID/stat starttime (clock ticks after boot, 10 ms at USER_HZ 100)
+  // plus /proc/stat btime (whole seconds, truncated): within about a second
+  // of the real start time, and the same for every read on one boot.
+  uint64_t start_time_unix_ns = 0;
+  std::string cgroup_path;      // v2 path, else v1 memory path (ProcCgroups::primary())
+  uint64_t cgroup_id = 0;       // v2 cgroup id (CgroupId()), 0 without a v2 path
+  std::string container_id;     // CgroupIdentity from the cgroup paths
+  std::string container_runtime;
+  std::string pod_uid;          // Kubernetes pod UID
+  std::string pod_qos;          // "guaranteed", "burstable", "besteffort"
+  std::string systemd_unit;     // unit of a process outside containers, "nginx.service"
   bool operator==(const ProcessInfo&) const = default;
 };
 
+// The command line is cut to this many bytes; a cut one ends with
+// kCmdlineCutMarker (within the bound).
+inline constexpr size_t kMaxCmdlineBytes = 4096;
+inline constexpr std::string_view kCmdlineCutMarker = " [...]";
+
 // Reads /proc/<tgid>. A process that already exited yields from_proc=false
-// and keeps the comm it was given.
+// and keeps the comm it was given. Every read is bounded, a missing or
+// malformed file only leaves its fields unknown. User names, the boot time
+// and the cgroup mounts are cached for the life of the agent (per proc_root).
 ProcessInfo ReadProcessInfo(const std::string& proc_root, uint32_t tgid, std::string comm);
+
+// "a b c" from /proc/PID/cmdline's NUL-terminated arguments, cut to
+// kMaxCmdlineBytes on a UTF-8 character boundary, with the marker when cut.
+// `raw` is the whole file or, when it is longer, at least its first
+// kMaxCmdlineBytes + 2 bytes.
+std::string CmdlineFromProc(std::string_view raw);
+
+// Unix time in ns of a process start, from /proc/PID/stat and the boot time
+// (/proc/stat btime, seconds). 0 when the stat line is malformed.
+uint64_t StartTimeFromStat(std::string_view stat_line, uint64_t boot_time_unix_s,
+                           long clock_ticks_per_second);
+
+// "2026-11-21T20:54:46.140Z" (ISO 8601, UTC, milliseconds).
+std::string FormatIso8601(uint64_t unix_ns);
 
 // service.name from an environment block (NUL-separated KEY=VALUE):
 // OTEL_SERVICE_NAME wins over service.name inside OTEL_RESOURCE_ATTRIBUTES,
@@ -72,6 +111,11 @@ class ProcessTable : public ResourceProvider {
 
   std::shared_ptr<const Resource> ForProcess(uint32_t tgid) override;
   size_t size() const { return entries_.size(); }
+  // Calls f(info, resource) for every cached process.
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (const auto& [tgid, entry] : entries_) f(entry.info, entry.resource);
+  }
 
  private:
   struct Entry {

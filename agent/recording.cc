@@ -22,6 +22,9 @@ void PutI64(std::vector<uint8_t>* out, int64_t v) {
   const auto u = static_cast<uint64_t>(v);
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<uint8_t>(u >> (8 * i)));
 }
+void PutU64(std::vector<uint8_t>* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
 void PutString(std::vector<uint8_t>* out, const std::string& s) {
   PutU32(out, static_cast<uint32_t>(s.size()));
   out->insert(out->end(), s.begin(), s.end());
@@ -41,6 +44,20 @@ class Cursor {
     *v = 0;
     for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(bytes_[i]) << (8 * i);
     bytes_ = bytes_.subspan(4);
+    return true;
+  }
+  bool U64(uint64_t* v) {
+    if (bytes_.size() < 8) return false;
+    *v = 0;
+    for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(bytes_[i]) << (8 * i);
+    bytes_ = bytes_.subspan(8);
+    return true;
+  }
+  // The next n bytes, as a cursor of their own.
+  bool Sub(uint32_t n, Cursor* sub) {
+    if (bytes_.size() < n) return false;
+    *sub = Cursor(bytes_.first(n));
+    bytes_ = bytes_.subspan(n);
     return true;
   }
   bool String(std::string* s, uint32_t max) {
@@ -111,6 +128,23 @@ std::vector<uint8_t> EncodeProcessInfo(const ProcessInfo& info) {
   PutString(&body, info.comm);
   PutString(&body, info.exe_path);
   PutString(&body, info.service_name);
+  // Format 2: the extension, its length patched in once written.
+  PutU32(&body, kProcessExtensionVersion);
+  const size_t length_at = body.size();
+  PutU32(&body, 0);
+  PutString(&body, info.cmdline);
+  PutU32(&body, info.uid);
+  PutString(&body, info.owner);
+  PutU64(&body, info.start_time_unix_ns);
+  PutString(&body, info.cgroup_path);
+  PutU64(&body, info.cgroup_id);
+  PutString(&body, info.container_id);
+  PutString(&body, info.container_runtime);
+  PutString(&body, info.pod_uid);
+  PutString(&body, info.pod_qos);
+  PutString(&body, info.systemd_unit);
+  const auto length = static_cast<uint32_t>(body.size() - length_at - 4);
+  for (int i = 0; i < 4; ++i) body[length_at + i] = static_cast<uint8_t>(length >> (8 * i));
   return body;
 }
 
@@ -147,14 +181,17 @@ absl::StatusOr<std::unique_ptr<RecordingReader>> RecordingReader::Open(const std
   for (int i = 0; i < 8; ++i) offset |= static_cast<uint64_t>(fixed[16 + i]) << (8 * i);
   h.realtime_offset_ns = static_cast<int64_t>(offset);
   const uint32_t host_len = LoadU32(fixed + 24);
-  if (h.format_version != kRecordingFormatVersion) {
+  if (h.format_version < kOldestRecordingFormatVersion ||
+      h.format_version > kRecordingFormatVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, " has recording format ", h.format_version, "; this loupe reads ",
-                     kRecordingFormatVersion));
+                     kOldestRecordingFormatVersion, " to ", kRecordingFormatVersion));
   }
-  if (h.abi_version != LOUPE_ABI_VERSION) {
+  // Kernel events are append-only (bpf/loupe_events.h): older ABIs read the
+  // same, a newer one may hold event types this loupe does not know.
+  if (h.abi_version == 0 || h.abi_version > LOUPE_ABI_VERSION) {
     return absl::FailedPreconditionError(
-        absl::StrCat(path, " holds kernel events of ABI ", h.abi_version, "; this loupe reads ",
+        absl::StrCat(path, " holds kernel events of ABI ", h.abi_version, "; this loupe reads 1 to ",
                      LOUPE_ABI_VERSION));
   }
   if (host_len > 4096) return absl::InvalidArgumentError(absl::StrCat(path, ": corrupt header"));
@@ -197,14 +234,32 @@ absl::StatusOr<bool> RecordingReader::Next(Record* record) {
 }
 
 absl::StatusOr<ProcessInfo> DecodeProcessInfo(std::span<const uint8_t> body) {
+  // Bounds well above what ReadProcessInfo produces, to refuse corruption.
+  constexpr uint32_t kMaxName = 4096;
+  constexpr uint32_t kMaxLong = 64 * 1024;  // command line, cgroup path
   Cursor c(body);
   ProcessInfo info;
   uint8_t from_proc = 0;
-  if (!c.U32(&info.tgid) || !c.U8(&from_proc) || !c.String(&info.comm, 4096) ||
-      !c.String(&info.exe_path, 4096) || !c.String(&info.service_name, 4096) || !c.done()) {
+  if (!c.U32(&info.tgid) || !c.U8(&from_proc) || !c.String(&info.comm, kMaxName) ||
+      !c.String(&info.exe_path, kMaxName) || !c.String(&info.service_name, kMaxName)) {
     return absl::DataLossError("corrupt process record");
   }
   info.from_proc = from_proc != 0;
+  if (c.done()) return info;  // format 1: no extension
+  uint32_t version = 0, length = 0;
+  Cursor ext(std::span<const uint8_t>{});
+  if (!c.U32(&version) || version == 0 || !c.U32(&length) || !c.Sub(length, &ext) || !c.done()) {
+    return absl::DataLossError("corrupt process record extension");
+  }
+  // Version 1 fields; a later version appends fields, skipped here.
+  if (!ext.String(&info.cmdline, kMaxLong) || !ext.U32(&info.uid) ||
+      !ext.String(&info.owner, kMaxName) || !ext.U64(&info.start_time_unix_ns) ||
+      !ext.String(&info.cgroup_path, kMaxLong) || !ext.U64(&info.cgroup_id) ||
+      !ext.String(&info.container_id, kMaxName) || !ext.String(&info.container_runtime, kMaxName) ||
+      !ext.String(&info.pod_uid, kMaxName) || !ext.String(&info.pod_qos, kMaxName) ||
+      !ext.String(&info.systemd_unit, kMaxName) || (version == 1 && !ext.done())) {
+    return absl::DataLossError("corrupt process record extension");
+  }
   return info;
 }
 

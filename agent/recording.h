@@ -8,8 +8,19 @@
 //            i64 CLOCK_REALTIME - CLOCK_MONOTONIC (ns) | u32 n | n bytes host name
 //   records: u32 type | u32 length | length bytes
 //     type 1: one raw kernel event, exactly as read from the ring buffer
-//     type 2: process: u32 tgid | u8 from_proc | 3 x (u32 n | n bytes):
-//             comm, exe path, service name
+//     type 2: process: u32 tgid | u8 from_proc | 3 x string: comm, exe path,
+//             service name; since format 2 followed by an extension:
+//             u32 extension version | u32 n | n bytes. Extension version 1:
+//             string cmdline | u32 uid | string owner | u64 start time (Unix ns) |
+//             string cgroup path | u64 cgroup id | 5 x string: container id,
+//             container runtime, pod uid, pod QoS class, systemd unit.
+//   (string: u32 n | n bytes; integers little-endian)
+//
+// Compatibility: a reader accepts every format from
+// kOldestRecordingFormatVersion on; fields a record does not carry stay
+// empty, so an old recording replays exactly as it did. A later extension
+// version only appends fields; a reader takes those it knows and skips the
+// rest of the extension.
 #ifndef LOUPE_AGENT_RECORDING_H_
 #define LOUPE_AGENT_RECORDING_H_
 
@@ -25,13 +36,19 @@
 
 namespace loupe {
 
-inline constexpr uint32_t kRecordingFormatVersion = 1;
+// 2: process records carry the extension (cmdline, owner, start time,
+// cgroup, container).
+inline constexpr uint32_t kRecordingFormatVersion = 2;
+inline constexpr uint32_t kOldestRecordingFormatVersion = 1;
+// The process extension version this loupe writes.
+inline constexpr uint32_t kProcessExtensionVersion = 1;
 // Longest record accepted when reading: a data event is at most its header
 // plus LOUPE_PAYLOAD_MAX; anything far larger is corruption.
 inline constexpr uint32_t kMaxRecordBytes = 1u << 20;
 
 // The process record's body (also how the reader thread hands a process it
-// read from /proc to the decoding thread).
+// read from /proc to the decoding thread). Decoding accepts the bodies of
+// every format (with or without the extension, of any extension version).
 std::vector<uint8_t> EncodeProcessInfo(const ProcessInfo& info);
 absl::StatusOr<ProcessInfo> DecodeProcessInfo(std::span<const uint8_t> body);
 

@@ -81,6 +81,28 @@ std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t) {
           static_cast<double>(p.spans_produced));
   Counter(out, "loupe_spans_sampled_out_total", "Spans the trace sampler did not export.",
           static_cast<double>(p.spans_sampled_out));
+  if (t.resources) {
+    const ResourceSamplerStats& r = *t.resources;
+    Counter(out, "loupe_resource_samples_total", "CPU and memory samples taken, by entity.",
+            static_cast<double>(r.processes_sampled), {{"entity", "process"}});
+    Counter(out, "loupe_resource_samples_total", "CPU and memory samples taken, by entity.",
+            static_cast<double>(r.containers_sampled), {{"entity", "container"}});
+    Counter(out, "loupe_resource_samples_skipped_total",
+            "Samples left for a later tick (more entities than one tick reads).",
+            static_cast<double>(r.processes_skipped + r.containers_skipped));
+    Counter(out, "loupe_resource_sample_errors_total", "Unreadable /proc or cgroup files.",
+            static_cast<double>(r.process_errors + r.container_errors));
+  }
+  for (size_t kind = 0; kind < p.oom_kills.size(); ++kind) {
+    // The k8s_* labels stay empty until pods are known (issue 7,
+    // Kubernetes metadata).
+    Counter(out, "loupe_oom_kills_total", "Processes killed by the kernel's OOM killer.",
+            static_cast<double>(p.oom_kills[kind]),
+            {{"k8s_namespace_name", ""},
+             {"k8s_pod_name", ""},
+             {"k8s_container_name", ""},
+             {"kind", std::string(OomKindName(static_cast<OomKind>(kind)))}});
+  }
   {
     const LinkerStats& l = p.linker;
     const std::string help = "Spans given a parent, by how the parent was found.";

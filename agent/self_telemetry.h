@@ -4,12 +4,14 @@
 #define LOUPE_AGENT_SELF_TELEMETRY_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "agent/bpf_capture.h"
 #include "agent/pipeline.h"
+#include "agent/resource_usage.h"
 #include "decoders/model/metrics.h"
 #include "exporters/exporter.h"
 #include "exporters/self_metrics.h"
@@ -28,6 +30,8 @@ struct SelfTelemetry {
   // OTLP metric exports (when enabled).
   uint64_t metric_points_exported = 0;
   uint64_t metric_exports_failed = 0;
+  // CPU and memory sampling (--resource-interval), when on.
+  std::optional<ResourceSamplerStats> resources;
 };
 
 std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t);

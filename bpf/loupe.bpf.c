@@ -23,6 +23,7 @@
 #include "bpf/loupe_events.h"
 #include "bpf/maps.bpf.h"
 #include "bpf/socket.bpf.h"
+#include "bpf/oom.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

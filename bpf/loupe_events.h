@@ -15,7 +15,7 @@
 #include <linux/types.h>
 #endif
 
-#define LOUPE_ABI_VERSION 1
+#define LOUPE_ABI_VERSION 2 /* 2: LOUPE_EV_OOM_KILL */
 
 /* Hard upper bound of the payload prefix copied per syscall. The run-time
  * prefix (--payload-bytes) is at most this. Must be a power of two: the
@@ -37,6 +37,7 @@ enum loupe_event_type {
 	LOUPE_EV_CONN_OPEN = 1,  /* struct loupe_conn_event */
 	LOUPE_EV_DATA = 2,       /* struct loupe_data_event + payload */
 	LOUPE_EV_CONN_CLOSE = 3, /* struct loupe_conn_event */
+	LOUPE_EV_OOM_KILL = 4,   /* struct loupe_oom_event (ABI 2) */
 };
 
 enum loupe_direction {
@@ -147,6 +148,87 @@ struct loupe_data_event {
 	__u8 protocol;       /* enum loupe_protocol */
 	__u8 role;           /* enum loupe_role */
 	__u8 syscall;        /* enum loupe_syscall */
+};
+
+/* --- OOM kills (ABI 2) ---------------------------------------------------- */
+
+/* Memory cgroups walked upwards from the trigger task's, looking for the one
+ * in OOM. */
+#define LOUPE_OOM_MEMCG_DEPTH 16
+/* A memory cgroup counts as "at its limit" when its usage is within this
+ * many pages of it. A cgroup OOM fails a charge of at most 8 pages (larger
+ * orders do not invoke the OOM killer), but other tasks may uncharge a
+ * little between the failure and the kill. */
+#define LOUPE_OOM_LIMIT_SLACK_PAGES 256
+
+enum loupe_oom_kind {
+	LOUPE_OOM_KIND_UNKNOWN = 0, /* the memory cgroups could not be read */
+	LOUPE_OOM_KIND_CGROUP = 1,  /* a memory cgroup's limit was hit */
+	LOUPE_OOM_KIND_GLOBAL = 2,  /* the machine (or a NUMA/cpuset domain) ran out */
+};
+
+/* Bits of loupe_oom_event.flags: how the event was filled in. */
+enum loupe_oom_flags {
+	/* The tracepoint carried the victim's comm (commit 72ba14deb40a, which
+	 * also added the memory counters, uid and oom_score_adj); without it
+	 * the event has victim_pid only. */
+	LOUPE_OOM_F_TP_DETAILS = 1 << 0,
+	/* The trigger's memory cgroup is on a cgroup v1 hierarchy. */
+	LOUPE_OOM_F_MEMCG_V1 = 1 << 1,
+	/* v1: the trigger's memory cgroup or an ancestor holds the memcg OOM
+	 * lock (set on the cgroup in OOM and its subtree for the kill); the
+	 * topmost such is oom_memcg_id. */
+	LOUPE_OOM_F_BY_OOM_LOCK = 1 << 2,
+	/* The trigger's memory cgroup or an ancestor has its usage (memory, or
+	 * on v1 memory+swap) within LOUPE_OOM_LIMIT_SLACK_PAGES of its limit;
+	 * the nearest such is oom_memcg_id unless LOUPE_OOM_F_BY_OOM_LOCK. */
+	LOUPE_OOM_F_BY_LIMIT = 1 << 3,
+	/* The trigger task was charging a memory cgroup other than its own
+	 * (task->active_memcg, e.g. a kernel thread working for a cgroup). */
+	LOUPE_OOM_F_REMOTE_CHARGE = 1 << 4,
+};
+
+/*
+ * LOUPE_EV_OOM_KILL: the OOM killer chose a victim (tracepoint
+ * oom:mark_victim). One event per killed process: a memory.oom.group kill
+ * sends one per member.
+ *
+ * The tracepoint runs in the task that invoked the OOM killer (the
+ * "trigger": the one whose allocation or charge failed), which is usually
+ * not the victim. The header describes the trigger: tgid/tid its ids,
+ * cgroup_id its cgroup v2 id (bpf_get_current_cgroup_id), ts_ns the time of
+ * the kill; conn_id is 0.
+ *
+ * The memory cgroup facts are read from the trigger's side, since BPF cannot
+ * reach the victim's task_struct from its pid: in a cgroup OOM the victim
+ * is chosen from the subtree of oom_memcg_id, which contains the trigger.
+ * memcg ids are kernfs node ids, equal to the inode number of the cgroup's
+ * directory in the hierarchy the memory controller is mounted on (v1
+ * "memory" or the v2 unified hierarchy).
+ */
+struct loupe_oom_event {
+	struct loupe_event_header hdr;
+	__u32 victim_pid;     /* tracepoint pid: task id of the chosen task (its
+			       * process's tgid unless that thread had exited) */
+	__u32 victim_uid;     /* real uid, initial user namespace */
+	__u64 total_vm_kb;    /* victim's mm at the kill, as the kernel log line */
+	__u64 anon_rss_kb;
+	__u64 file_rss_kb;
+	__u64 shmem_rss_kb;
+	__u64 pgtables_kb;
+	__u64 oom_memcg_id;     /* the memory cgroup in OOM; 0 unless kind is CGROUP */
+	__u64 trigger_memcg_id; /* memory cgroup charged by the trigger; 0 if unknown */
+	/* Usage and limit of oom_memcg_id at the kill, in this host's pages:
+	 * the counter at its limit (memory, or v1 memory+swap), else memory.
+	 * 0 unless kind is CGROUP. */
+	__u64 memcg_usage_pages;
+	__u64 memcg_limit_pages;
+	__s16 oom_score_adj;
+	__u8 kind;            /* enum loupe_oom_kind */
+	__u8 flags;           /* enum loupe_oom_flags */
+	__u32 _pad0;
+	char victim_comm[LOUPE_COMM_LEN];  /* "" without LOUPE_OOM_F_TP_DETAILS */
+	char trigger_comm[LOUPE_COMM_LEN];
 };
 
 #endif /* LOUPE_BPF_LOUPE_EVENTS_H_ */

@@ -33,6 +33,23 @@ static_assert(offsetof(loupe_data_event, total_len) == 96);
 static_assert(offsetof(loupe_data_event, captured_len) == 104);
 static_assert(offsetof(loupe_data_event, direction) == 108);
 static_assert(offsetof(loupe_data_event, syscall) == 111);
+static_assert(sizeof(loupe_oom_event) == 160);
+static_assert(offsetof(loupe_oom_event, victim_pid) == 40);
+static_assert(offsetof(loupe_oom_event, victim_uid) == 44);
+static_assert(offsetof(loupe_oom_event, total_vm_kb) == 48);
+static_assert(offsetof(loupe_oom_event, anon_rss_kb) == 56);
+static_assert(offsetof(loupe_oom_event, file_rss_kb) == 64);
+static_assert(offsetof(loupe_oom_event, shmem_rss_kb) == 72);
+static_assert(offsetof(loupe_oom_event, pgtables_kb) == 80);
+static_assert(offsetof(loupe_oom_event, oom_memcg_id) == 88);
+static_assert(offsetof(loupe_oom_event, trigger_memcg_id) == 96);
+static_assert(offsetof(loupe_oom_event, memcg_usage_pages) == 104);
+static_assert(offsetof(loupe_oom_event, memcg_limit_pages) == 112);
+static_assert(offsetof(loupe_oom_event, oom_score_adj) == 120);
+static_assert(offsetof(loupe_oom_event, kind) == 122);
+static_assert(offsetof(loupe_oom_event, flags) == 123);
+static_assert(offsetof(loupe_oom_event, victim_comm) == 128);
+static_assert(offsetof(loupe_oom_event, trigger_comm) == 144);
 static_assert((LOUPE_PAYLOAD_MAX & (LOUPE_PAYLOAD_MAX - 1)) == 0, "power of two");
 
 std::string_view DirectionName(Direction d) {
@@ -64,6 +81,18 @@ std::string_view ProtocolName(Protocol p) {
     case Protocol::kRedis:
       return "redis";
     case Protocol::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+std::string_view OomKindName(OomKind kind) {
+  switch (kind) {
+    case OomKind::kCgroup:
+      return "cgroup";
+    case OomKind::kGlobal:
+      return "global";
+    case OomKind::kUnknown:
       break;
   }
   return "unknown";
@@ -164,22 +193,34 @@ loupe_tuple FromTuple(const ConnTuple& t) {
 
 bool ValidRole(uint8_t r) { return r <= LOUPE_ROLE_SERVER; }
 
-}  // namespace
-
-absl::StatusOr<KernelEvent> ParseKernelEvent(std::span<const uint8_t> raw) {
+// The checks every event passes: a whole header, this build's ABI, and a
+// size field that agrees with the bytes delivered.
+absl::StatusOr<loupe_event_header> ValidHeader(std::span<const uint8_t> raw) {
   if (raw.size() < sizeof(loupe_event_header)) {
     return absl::InvalidArgumentError(
         absl::StrCat("event of ", raw.size(), " bytes is shorter than its header"));
   }
   const auto h = Load<loupe_event_header>(raw);
-  if (h.abi != LOUPE_ABI_VERSION) {
+  // The contract is append-only (bpf/loupe_events.h): events of an older
+  // ABI (a recording) read the same; a newer one may hold unknown layouts.
+  if (h.abi == 0 || h.abi > LOUPE_ABI_VERSION) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "event ABI version ", h.abi, " does not match this build's ", LOUPE_ABI_VERSION));
+        "event ABI version ", h.abi, " is not one this build reads (1 to ", LOUPE_ABI_VERSION,
+        ")"));
   }
   if (h.size != raw.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("event says ", h.size, " bytes but ", raw.size(), " were delivered"));
   }
+  return h;
+}
+
+}  // namespace
+
+absl::StatusOr<KernelEvent> ParseKernelEvent(std::span<const uint8_t> raw) {
+  absl::StatusOr<loupe_event_header> header = ValidHeader(raw);
+  if (!header.ok()) return header.status();
+  const loupe_event_header& h = *header;
   switch (h.type) {
     case LOUPE_EV_CONN_OPEN:
     case LOUPE_EV_CONN_CLOSE: {
@@ -238,9 +279,54 @@ absl::StatusOr<KernelEvent> ParseKernelEvent(std::span<const uint8_t> raw) {
       ev.payload = raw.subspan(sizeof(loupe_data_event));
       return ev;
     }
+    case LOUPE_EV_OOM_KILL:
+      return absl::InvalidArgumentError(
+          "OOM-kill event passed to ParseKernelEvent: route it with IsOomEvent to "
+          "ParseOomEvent");
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown event type ", h.type));
   }
+}
+
+bool IsOomEvent(std::span<const uint8_t> raw) {
+  return raw.size() >= sizeof(loupe_event_header) &&
+         Load<loupe_event_header>(raw).type == LOUPE_EV_OOM_KILL;
+}
+
+absl::StatusOr<OomEvent> ParseOomEvent(std::span<const uint8_t> raw) {
+  absl::StatusOr<loupe_event_header> header = ValidHeader(raw);
+  if (!header.ok()) return header.status();
+  if (header->type != LOUPE_EV_OOM_KILL) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event type ", header->type, " is not an OOM-kill event"));
+  }
+  if (raw.size() != sizeof(loupe_oom_event)) {
+    return absl::InvalidArgumentError(absl::StrCat("OOM-kill event of ", raw.size(),
+                                                   " bytes, expected ", sizeof(loupe_oom_event)));
+  }
+  const auto o = Load<loupe_oom_event>(raw);
+  if (o.kind > LOUPE_OOM_KIND_GLOBAL) {
+    return absl::InvalidArgumentError(absl::StrCat("OOM-kill event with bad kind ", o.kind));
+  }
+  OomEvent ev;
+  ev.header = ToHeader(o.hdr);
+  ev.victim_pid = o.victim_pid;
+  ev.victim_uid = o.victim_uid;
+  ev.victim_comm.assign(o.victim_comm, strnlen(o.victim_comm, sizeof(o.victim_comm)));
+  ev.total_vm_kb = o.total_vm_kb;
+  ev.anon_rss_kb = o.anon_rss_kb;
+  ev.file_rss_kb = o.file_rss_kb;
+  ev.shmem_rss_kb = o.shmem_rss_kb;
+  ev.pgtables_kb = o.pgtables_kb;
+  ev.oom_score_adj = o.oom_score_adj;
+  ev.kind = static_cast<OomKind>(o.kind);
+  ev.flags = o.flags;
+  ev.oom_memcg_id = o.oom_memcg_id;
+  ev.trigger_memcg_id = o.trigger_memcg_id;
+  ev.memcg_usage_pages = o.memcg_usage_pages;
+  ev.memcg_limit_pages = o.memcg_limit_pages;
+  ev.trigger_comm.assign(o.trigger_comm, strnlen(o.trigger_comm, sizeof(o.trigger_comm)));
+  return ev;
 }
 
 std::string EncodeConnEvent(const ConnEvent& ev) {
@@ -274,6 +360,30 @@ std::string EncodeDataEvent(const DataEvent& ev) {
   std::string out(reinterpret_cast<const char*>(&d), sizeof(d));
   out.append(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size());
   return out;
+}
+
+std::string EncodeOomEvent(const OomEvent& ev) {
+  loupe_oom_event o{};
+  o.hdr = FromHeader(ev.header, LOUPE_EV_OOM_KILL, sizeof(loupe_oom_event));
+  o.victim_pid = ev.victim_pid;
+  o.victim_uid = ev.victim_uid;
+  std::memcpy(o.victim_comm, ev.victim_comm.data(),
+              std::min(ev.victim_comm.size(), sizeof(o.victim_comm) - 1));
+  o.total_vm_kb = ev.total_vm_kb;
+  o.anon_rss_kb = ev.anon_rss_kb;
+  o.file_rss_kb = ev.file_rss_kb;
+  o.shmem_rss_kb = ev.shmem_rss_kb;
+  o.pgtables_kb = ev.pgtables_kb;
+  o.oom_score_adj = ev.oom_score_adj;
+  o.kind = static_cast<uint8_t>(ev.kind);
+  o.flags = ev.flags;
+  o.oom_memcg_id = ev.oom_memcg_id;
+  o.trigger_memcg_id = ev.trigger_memcg_id;
+  o.memcg_usage_pages = ev.memcg_usage_pages;
+  o.memcg_limit_pages = ev.memcg_limit_pages;
+  std::memcpy(o.trigger_comm, ev.trigger_comm.data(),
+              std::min(ev.trigger_comm.size(), sizeof(o.trigger_comm) - 1));
+  return std::string(reinterpret_cast<const char*>(&o), sizeof(o));
 }
 
 }  // namespace loupe

@@ -112,13 +112,54 @@ struct DataEvent {
 
 using KernelEvent = std::variant<ConnEvent, DataEvent>;
 
-// Validates and decodes one raw event. Errors name what is wrong.
+// Validates and decodes one raw event. Errors name what is wrong. OOM-kill
+// events are not KernelEvents: they are rejected here (with a message
+// pointing at ParseOomEvent) and must be routed first with IsOomEvent.
 absl::StatusOr<KernelEvent> ParseKernelEvent(std::span<const uint8_t> raw);
+
+enum class OomKind : uint8_t {
+  kUnknown = LOUPE_OOM_KIND_UNKNOWN,
+  kCgroup = LOUPE_OOM_KIND_CGROUP,
+  kGlobal = LOUPE_OOM_KIND_GLOBAL,
+};
+std::string_view OomKindName(OomKind kind);  // "unknown" / "cgroup" / "global"
+
+// LOUPE_EV_OOM_KILL: the OOM killer chose a victim. The kernel side's
+// meaning of every field is documented at struct loupe_oom_event in
+// bpf/loupe_events.h; in short, `header` describes the trigger (the task
+// that ran the OOM killer: tgid, tid, its v2 cgroup id, ts_ns = the kill)
+// and conn_id is 0.
+struct OomEvent {
+  EventHeader header;
+  uint32_t victim_pid = 0;  // task id of the chosen task, host pid namespace
+  uint32_t victim_uid = 0;
+  std::string victim_comm;  // "" on kernels whose tracepoint has no comm
+  uint64_t total_vm_kb = 0;
+  uint64_t anon_rss_kb = 0;
+  uint64_t file_rss_kb = 0;
+  uint64_t shmem_rss_kb = 0;
+  uint64_t pgtables_kb = 0;
+  int16_t oom_score_adj = 0;
+  OomKind kind = OomKind::kUnknown;  // the kernel side's verdict
+  uint8_t flags = 0;                 // enum loupe_oom_flags
+  uint64_t oom_memcg_id = 0;         // memory cgroup in OOM (kind kCgroup), else 0
+  uint64_t trigger_memcg_id = 0;     // memory cgroup the trigger charged, 0 if unknown
+  uint64_t memcg_usage_pages = 0;    // of oom_memcg_id at the kill, host pages
+  uint64_t memcg_limit_pages = 0;
+  std::string trigger_comm;
+};
+
+// True when `raw` has a header whose type is LOUPE_EV_OOM_KILL; nothing
+// else is checked (ParseOomEvent does).
+bool IsOomEvent(std::span<const uint8_t> raw);
+// Validates (ABI version, sizes, kind) and decodes an OOM-kill event.
+absl::StatusOr<OomEvent> ParseOomEvent(std::span<const uint8_t> raw);
 
 // Builders for tests, fixtures and benchmarks: the inverse of
 // ParseKernelEvent, producing the exact bytes the kernel would.
 std::string EncodeConnEvent(const ConnEvent& event);
 std::string EncodeDataEvent(const DataEvent& event);
+std::string EncodeOomEvent(const OomEvent& event);
 
 }  // namespace loupe
 

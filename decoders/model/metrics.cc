@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -66,6 +67,40 @@ const std::vector<double>& BodySizeBucketsBytes() {
   static const auto* const kBounds = new std::vector<double>{
       0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
   return *kBounds;
+}
+
+const ObservedInstrumentInfo& ObservedInstrumentInfoOf(ObservedInstrument instrument) {
+  // Names and units: semantic conventions, "OS process metrics" and
+  // "Container metrics". container.memory.usage is a Counter there, but it
+  // is a level that goes down as well as up: a non-monotonic sum here, so
+  // that Prometheus sees a gauge (a counter would read every drop as a
+  // reset). The conventions have no names for a cgroup's limit, CFS
+  // throttling or OOM kills: loupe.container.*.
+  static constexpr std::array<ObservedInstrumentInfo, kObservedInstrumentCount> kInfo = {{
+      {"process.cpu.time", "CPU time used by the process, by mode.", "s", true},
+      {"process.memory.usage", "Physical memory in use by the process (resident set size).",
+       "By", false},
+      {"process.memory.virtual", "Virtual memory mapped by the process.", "By", false},
+      {"process.paging.faults", "Page faults taken by the process, by type.", "{fault}", true},
+      {"process.thread.count", "Threads of the process.", "{thread}", false},
+      {"container.cpu.time", "CPU time used by the container's cgroup, by mode.", "s", true},
+      {"container.memory.usage", "Memory charged to the container's cgroup, page cache included.",
+       "By", false},
+      {"container.memory.working_set",
+       "Memory usage of the container's cgroup minus its inactive file pages.", "By", false},
+      {"container.memory.rss", "Anonymous memory of the container's cgroup.", "By", false},
+      {"loupe.container.memory.limit", "Memory limit of the container's cgroup.", "By", false},
+      {"loupe.container.cpu.periods", "CFS enforcement periods the cgroup had runnable tasks in.",
+       "{period}", true},
+      {"loupe.container.cpu.throttled.periods",
+       "CFS enforcement periods in which the cgroup was throttled.", "{period}", true},
+      {"loupe.container.cpu.throttled.time", "Time the cgroup's tasks spent throttled.", "s",
+       true},
+      {"loupe.container.memory.oom_kills", "Processes of the cgroup killed by the OOM killer.",
+       "{kill}", true},
+  }};
+  const size_t i = static_cast<size_t>(instrument);
+  return kInfo[i < kInfo.size() ? i : 0];
 }
 
 namespace {
@@ -613,6 +648,35 @@ bool ExtractDb(const Span& span, HttpMeasurement* m) {
   return true;
 }
 
+// ---- Observed series --------------------------------------------------------
+
+// One attribute set of one observed instrument of one resource.
+struct ObservedSeries {
+  uint64_t uid = 0;  // from the recorder's uid sequence, like a Group's
+  ObservedInstrument instrument = ObservedInstrument::kProcessCpuTime;
+  size_t attributes_hash = 0;
+  std::shared_ptr<const Attributes> attributes;
+  uint64_t start_unix_ns = 0;
+  uint64_t last_unix_ns = 0;  // time of the newest value (idle eviction)
+  double value = 0;
+};
+
+// The observed series of one resource: a handful (a process has 7), so a
+// linear search finds one faster than a hash table would.
+struct ObservedResource {
+  std::vector<ObservedSeries> series;
+  uint64_t last_unix_ns = 0;
+};
+
+// Observed series sort after every span family in a collection; their
+// PointMeta::instrument numbers follow the families'.
+constexpr size_t kObservedFamily = kFamilyCount;
+
+const Attributes& EmptyAttributes() {
+  static const auto* const kEmpty = new Attributes();
+  return *kEmpty;
+}
+
 const std::shared_ptr<const Resource>& EmptyResource() {
   static const auto* const kEmpty =
       new std::shared_ptr<const Resource>(std::make_shared<Resource>());
@@ -660,7 +724,7 @@ struct PointMeta {
 
 struct DeltaReader::Previous {
   struct Values {
-    uint64_t count = 0;
+    uint64_t count = 0;  // a histogram's count, or an observed counter's start
     double sum = 0;  // a histogram's sum, or a sum's value
     std::vector<uint64_t> buckets;
   };
@@ -766,6 +830,20 @@ struct MetricsRecorder::Impl {
   void Sweep(Family& family) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void Forget(const Group& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
+  void RecordObserved(const std::shared_ptr<const Resource>& resource,
+                      std::span<const ObservedValue> values, uint64_t time_unix_ns);
+  size_t ForgetObserved(const std::shared_ptr<const Resource>& resource);
+  // Drops observed series without a value for idle_series_ns (at most once
+  // a second of observation time).
+  void SweepObserved(uint64_t now_unix_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Forgets one observed series' bookkeeping (not the series itself).
+  void DropObservedSeries(const ObservedSeries& series, bool evicted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // One group of `rid` fewer; the resource goes when it has none left.
+  // Returns true when it went (cached pointers may then name it).
+  bool ReleaseGroup(uint64_t rid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void PruneCachedPointers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
   const MetricsOptions options;
   const std::shared_ptr<SlotPool> pool;
   // Per family, in the order of Group::hists.
@@ -792,7 +870,150 @@ struct MetricsRecorder::Impl {
   MetricsStats stats ABSL_GUARDED_BY(mu);
   std::shared_ptr<const Resource> graph_resource ABSL_GUARDED_BY(mu) =
       DefaultServiceGraphResource();
+  // Observed series by resource id; each such resource counts as one group.
+  absl::flat_hash_map<uint64_t, ObservedResource> observed ABSL_GUARDED_BY(mu);
+  std::array<size_t, kObservedInstrumentCount> observed_series ABSL_GUARDED_BY(mu) = {};
+  uint64_t next_observed_sweep_ns ABSL_GUARDED_BY(mu) = 0;
 };
+
+void MetricsRecorder::Impl::RecordObserved(const std::shared_ptr<const Resource>& resource_in,
+                                           std::span<const ObservedValue> values,
+                                           uint64_t time_unix_ns) {
+  if (values.empty()) return;
+  const std::shared_ptr<const Resource>& resource = resource_in ? resource_in : EmptyResource();
+  std::lock_guard<std::mutex> lock(mu);
+  stats.points_recorded += values.size();
+  SweepObserved(time_unix_ns);
+  ObservedResource* entry = nullptr;
+  if (std::optional<uint64_t> rid = KnownResourceId(resource)) {
+    auto it = observed.find(*rid);
+    if (it != observed.end()) entry = &it->second;
+  }
+  for (const ObservedValue& v : values) {
+    const size_t index = static_cast<size_t>(v.instrument);
+    if (index >= kObservedInstrumentCount || !std::isfinite(v.value)) {
+      ++stats.dropped_points;
+      continue;
+    }
+    const Attributes& attributes = v.attributes != nullptr ? *v.attributes : EmptyAttributes();
+    const size_t hash = HashAttributes(attributes);
+    ObservedSeries* series = nullptr;
+    if (entry != nullptr) {
+      for (ObservedSeries& candidate : entry->series) {
+        if (candidate.instrument == v.instrument && candidate.attributes_hash == hash &&
+            SameAttributeSet(*candidate.attributes, attributes)) {
+          series = &candidate;
+          break;
+        }
+      }
+    }
+    if (series == nullptr) {
+      if (observed_series[index] >= options.max_observed_series) {
+        ++stats.dropped_points;
+        continue;
+      }
+      if (entry == nullptr) {
+        const uint64_t rid = EnsureResourceId(resource);
+        entry = &observed[rid];
+        ++resources[rid].groups;
+      }
+      ObservedSeries created;
+      created.uid = next_uid++;
+      created.instrument = v.instrument;
+      created.attributes_hash = hash;
+      created.attributes = std::make_shared<const Attributes>(attributes);
+      created.start_unix_ns =
+          v.start_unix_ns != 0 ? std::min(v.start_unix_ns, time_unix_ns) : time_unix_ns;
+      created.last_unix_ns = time_unix_ns;
+      created.value = v.value;
+      entry->series.push_back(std::move(created));
+      ++observed_series[index];
+      ++stats.series;
+      continue;
+    }
+    if (ObservedInstrumentInfoOf(v.instrument).monotonic) {
+      // A counter below its previous value, or counting from after its
+      // previous value was read, started over: so does the series. Its
+      // start moves past the previous value's time (and never stays put,
+      // which is how a DeltaReader tells).
+      const bool restarted = v.value < series->value ||
+                             (v.start_unix_ns != 0 && v.start_unix_ns > series->last_unix_ns);
+      if (restarted) {
+        const uint64_t start =
+            std::max(series->last_unix_ns, std::min(v.start_unix_ns, time_unix_ns));
+        series->start_unix_ns = std::max(start, series->start_unix_ns + 1);
+      }
+    }
+    series->value = v.value;
+    series->last_unix_ns = std::max(series->last_unix_ns, time_unix_ns);
+  }
+  if (entry != nullptr) entry->last_unix_ns = std::max(entry->last_unix_ns, time_unix_ns);
+}
+
+size_t MetricsRecorder::Impl::ForgetObserved(const std::shared_ptr<const Resource>& resource) {
+  if (resource == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(mu);
+  std::optional<uint64_t> rid = KnownResourceId(resource);
+  if (!rid) return 0;
+  auto it = observed.find(*rid);
+  if (it == observed.end()) return 0;
+  const size_t dropped = it->second.series.size();
+  for (const ObservedSeries& series : it->second.series) DropObservedSeries(series, false);
+  observed.erase(it);
+  if (ReleaseGroup(*rid)) PruneCachedPointers();
+  return dropped;
+}
+
+void MetricsRecorder::Impl::SweepObserved(uint64_t now_unix_ns) {
+  if (options.idle_series_ns == 0 || now_unix_ns < next_observed_sweep_ns) return;
+  next_observed_sweep_ns = now_unix_ns + kSweepIntervalNs;
+  if (now_unix_ns < options.idle_series_ns) return;
+  const uint64_t cutoff = now_unix_ns - options.idle_series_ns;
+  bool removed = false;
+  for (auto it = observed.begin(); it != observed.end();) {
+    ObservedResource& r = it->second;
+    if (r.last_unix_ns > cutoff) {
+      // The resource is alive; a series it no longer reports goes alone.
+      auto idle = [&](const ObservedSeries& series) {
+        if (series.last_unix_ns > cutoff) return false;
+        DropObservedSeries(series, true);
+        return true;
+      };
+      r.series.erase(std::remove_if(r.series.begin(), r.series.end(), idle), r.series.end());
+      ++it;
+      continue;
+    }
+    for (const ObservedSeries& series : r.series) DropObservedSeries(series, true);
+    removed |= ReleaseGroup(it->first);
+    observed.erase(it++);
+  }
+  if (removed) PruneCachedPointers();
+}
+
+void MetricsRecorder::Impl::DropObservedSeries(const ObservedSeries& series, bool evicted) {
+  --observed_series[static_cast<size_t>(series.instrument)];
+  --stats.series;
+  if (evicted) ++stats.series_evicted;
+}
+
+bool MetricsRecorder::Impl::ReleaseGroup(uint64_t rid) {
+  auto it = resources.find(rid);
+  if (it == resources.end()) return false;
+  if (--it->second.groups > 0) return false;
+  resource_ids.erase(ResourceKeyView{&it->second.resource->attributes, it->second.hash});
+  resources.erase(it);
+  return true;
+}
+
+void MetricsRecorder::Impl::PruneCachedPointers() {
+  for (auto it = by_pointer.begin(); it != by_pointer.end();) {
+    if (!resources.contains(it->second.id)) {
+      by_pointer.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
 
 void MetricsRecorder::Impl::Observe(Hist& h, const std::vector<double>& bounds, double value) {
   if (!h.live) {
@@ -1110,6 +1331,14 @@ MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader
       for (auto& [key, g] : families[f].groups) copy(f, false, g);
       for (auto& [rid, g] : families[f].overflow) copy(f, true, g);
     }
+    for (const auto& [rid, r] : observed) {
+      for (const ObservedSeries& series : r.series) {
+        raw.push_back(Raw{rid, kObservedFamily, false, series.uid,
+                          static_cast<size_t>(series.instrument), series.attributes,
+                          series.start_unix_ns, 0, series.value, 0, 0, buckets.size(), 0, false,
+                          MinMax{}});
+      }
+    }
     for (const auto& [id, entry] : resources) resource_of.emplace(id, entry.resource);
   }
 
@@ -1131,15 +1360,25 @@ MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader
     ResourceMetrics& rm = snapshot.resources.back();
     if (i == 0 || r.resource != raw[i - 1].resource || r.family != raw[i - 1].family ||
         r.instrument != raw[i - 1].instrument) {
-      const InstrumentDef& def = instruments[r.family][r.instrument];
       MetricData data;
-      data.name = std::string(def.name);
-      data.description = std::string(def.description);
-      data.unit = std::string(def.unit);
-      data.type = def.type;
       data.temporality = Temporality::kCumulative;
-      data.monotonic = def.monotonic;
-      data.bounds = def.bounds;
+      if (r.family == kObservedFamily) {
+        const ObservedInstrumentInfo& info =
+            ObservedInstrumentInfoOf(static_cast<ObservedInstrument>(r.instrument));
+        data.name = std::string(info.name);
+        data.description = std::string(info.description);
+        data.unit = std::string(info.unit);
+        data.type = MetricType::kSum;
+        data.monotonic = info.monotonic;
+      } else {
+        const InstrumentDef& def = instruments[r.family][r.instrument];
+        data.name = std::string(def.name);
+        data.description = std::string(def.description);
+        data.unit = std::string(def.unit);
+        data.type = def.type;
+        data.monotonic = def.monotonic;
+        data.bounds = def.bounds;
+      }
       rm.metrics.push_back(std::move(data));
     }
     if (meta != nullptr) {
@@ -1155,7 +1394,9 @@ MetricsSnapshot MetricsRecorder::Impl::Collect(uint64_t now_unix_ns, DeltaReader
       p.attributes = *r.attributes;
       p.start_unix_ns = std::min(r.start_unix_ns, now_unix_ns);
       p.time_unix_ns = now_unix_ns;
-      p.value = static_cast<double>(r.count);
+      // Counted sums keep their total in `count`, observed ones their value
+      // in `sum`.
+      p.value = r.family == kObservedFamily ? r.sum : static_cast<double>(r.count);
       rm.metrics.back().sum_points.push_back(std::move(p));
       continue;
     }
@@ -1197,6 +1438,23 @@ void MetricsRecorder::SetServiceGraphResource(std::shared_ptr<const Resource> re
   impl_->SetGraphResource(std::move(resource));
 }
 
+void MetricsRecorder::RecordObserved(const std::shared_ptr<const Resource>& resource,
+                                     std::span<const ObservedValue> values,
+                                     uint64_t time_unix_ns) {
+  impl_->RecordObserved(resource, values, time_unix_ns);
+}
+
+void MetricsRecorder::RecordObserved(const std::shared_ptr<const Resource>& resource,
+                                     ObservedInstrument instrument, const Attributes& attributes,
+                                     double value, uint64_t time_unix_ns) {
+  const ObservedValue v{instrument, &attributes, value, 0};
+  impl_->RecordObserved(resource, std::span<const ObservedValue>(&v, 1), time_unix_ns);
+}
+
+size_t MetricsRecorder::ForgetObserved(const std::shared_ptr<const Resource>& resource) {
+  return impl_->ForgetObserved(resource);
+}
+
 MetricsSnapshot MetricsRecorder::CollectCumulative(uint64_t now_unix_ns) const {
   return impl_->Collect(now_unix_ns, nullptr, nullptr);
 }
@@ -1230,6 +1488,17 @@ MetricsSnapshot DeltaReader::Collect(const MetricsRecorder& recorder, uint64_t n
       delta.temporality = Temporality::kDelta;
       delta.monotonic = data.monotonic;
       delta.bounds = data.bounds;
+      const bool observed =
+          !data.sum_points.empty() &&
+          meta[index].instrument >= static_cast<uint32_t>(kObservedFamily * kInstrumentsPerFamily);
+      if (observed && !data.monotonic) {
+        // A level (memory in use, threads): its change means nothing to a
+        // delta consumer. Passed on cumulative, every series every time.
+        delta.temporality = Temporality::kCumulative;
+        index += data.sum_points.size();
+        delta.sum_points = std::move(data.sum_points);
+        data.sum_points.clear();  // moved from: nothing left for the loop below
+      }
       for (SumPoint& p : data.sum_points) {
         const PointMeta& pm = meta[index++];
         const std::pair<uint64_t, uint32_t> key{pm.uid, pm.instrument};
@@ -1242,7 +1511,15 @@ MetricsSnapshot DeltaReader::Collect(const MetricsRecorder& recorder, uint64_t n
         d.time_unix_ns = now_unix_ns;
         // Exact: counts are integers far below 2^53.
         d.value = is_new ? p.value : p.value - before->second.sum;
-        next[key] = Previous::Values{0, p.value, {}};
+        // An observed counter that restarted (its start moved, see
+        // RecordObserved) counts from its new start.
+        if (observed && !is_new &&
+            (p.start_unix_ns != before->second.count || p.value < before->second.sum)) {
+          d.start_unix_ns = std::max(prev.last_time_ns, p.start_unix_ns);
+          d.value = p.value;
+        }
+        // Observed counters remember their start (in `count`) to see a restart.
+        next[key] = Previous::Values{observed ? p.start_unix_ns : 0, p.value, {}};
         // A new series is news even at 0 (a pair's failed counter).
         if (!is_new && d.value == 0) continue;
         delta.sum_points.push_back(std::move(d));

@@ -33,12 +33,25 @@
 // same way. Series idle for `idle_series_ns` make room for new ones
 // when a table is full, so processes that come and go (each a resource) do
 // not pin the table forever.
+//
+// Observed (asynchronous) instruments: values read from the kernel rather
+// than counted here (a process's CPU seconds, a cgroup's memory), set with
+// RecordObserved and reported as Sums: monotonic for counters the kernel
+// keeps (cumulative: the last value read; delta: its change), non-monotonic
+// for levels (always cumulative, also for a DeltaReader, as SDKs export an
+// ObservableUpDownCounter under a delta preference). Their series go with
+// ForgetObserved (the process or container is gone) or after
+// idle_series_ns without a value; they are bounded by max_observed_series
+// per instrument, past which values are dropped (an overflow series would
+// add up unrelated levels).
 #ifndef LOUPE_DECODERS_MODEL_METRICS_H_
 #define LOUPE_DECODERS_MODEL_METRICS_H_
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "decoders/model/span.h"
@@ -127,6 +140,52 @@ struct MetricsOptions {
   // Clock for series start times (Unix ns); nullptr: CLOCK_REALTIME. Tests
   // set it; the recording path reads it only when it creates a series.
   uint64_t (*now_unix_ns)() = nullptr;
+  // Per observed instrument: series (resource and attribute set) held at
+  // once. The default covers the resource sampler's 4096 processes per tick
+  // with both CPU modes (agent/resource_usage.h).
+  size_t max_observed_series = 16384;
+};
+
+// The observed instruments (OpenTelemetry semantic conventions, "OS process
+// metrics" and "Container metrics"; loupe.* where they have no name for
+// what cgroups tell). Units and kinds in ObservedInstrumentInfo.
+enum class ObservedInstrument : uint8_t {
+  kProcessCpuTime,       // process.cpu.time                 s        counter, cpu.mode
+  kProcessMemoryUsage,   // process.memory.usage             By       level (RSS)
+  kProcessMemoryVirtual, // process.memory.virtual           By       level
+  kProcessPagingFaults,  // process.paging.faults            {fault}  counter, system.paging.fault.type
+  kProcessThreadCount,   // process.thread.count             {thread} level
+  kContainerCpuTime,     // container.cpu.time               s        counter, cpu.mode
+  kContainerMemoryUsage, // container.memory.usage           By       level
+  kContainerMemoryWorkingSet,     // container.memory.working_set  By  level
+  kContainerMemoryRss,            // container.memory.rss          By  level
+  kContainerMemoryLimit,          // loupe.container.memory.limit  By  level
+  kContainerCpuPeriods,           // loupe.container.cpu.periods            {period} counter
+  kContainerCpuThrottledPeriods,  // loupe.container.cpu.throttled.periods  {period} counter
+  kContainerCpuThrottledTime,     // loupe.container.cpu.throttled.time     s        counter
+  kContainerMemoryOomKills,       // loupe.container.memory.oom_kills       {kill}   counter
+  kCount
+};
+constexpr size_t kObservedInstrumentCount = static_cast<size_t>(ObservedInstrument::kCount);
+
+struct ObservedInstrumentInfo {
+  std::string_view name;
+  std::string_view description;
+  std::string_view unit;
+  bool monotonic = false;  // a counter (else a level: a non-monotonic sum)
+};
+const ObservedInstrumentInfo& ObservedInstrumentInfoOf(ObservedInstrument instrument);
+
+// One value of one observed instrument.
+struct ObservedValue {
+  ObservedInstrument instrument = ObservedInstrument::kProcessCpuTime;
+  // The series' attributes (cpu.mode=user, ...); nullptr: none. Borrowed
+  // for the call, copied only when the series is new.
+  const Attributes* attributes = nullptr;
+  double value = 0;
+  // Counters: when the kernel started counting (a process's start time);
+  // 0: unknown, the series starts at its first value's time.
+  uint64_t start_unix_ns = 0;
 };
 
 // Explicit bucket boundaries. Durations: the semantic conventions' advice.
@@ -177,6 +236,22 @@ class MetricsRecorder : public SpanConsumer {
   // first edge; series made before keep their resource until they go idle.
   void SetServiceGraphResource(std::shared_ptr<const Resource> resource);
 
+  // Sets the current value of observed instruments of one resource, all
+  // read at time_unix_ns (Unix ns, also the clock of idle eviction for
+  // these series). One lock for the batch; no allocation unless a series is
+  // new. A counter that goes down was reset (a new process behind the same
+  // resource, a recreated cgroup): its series restarts, start time after
+  // its previous value. NaN and infinite values are dropped (counted).
+  void RecordObserved(const std::shared_ptr<const Resource>& resource,
+                      std::span<const ObservedValue> values, uint64_t time_unix_ns);
+  void RecordObserved(const std::shared_ptr<const Resource>& resource,
+                      ObservedInstrument instrument, const Attributes& attributes, double value,
+                      uint64_t time_unix_ns);
+  // Drops every observed series of `resource` (identified by value, like
+  // any resource here): its process or container is gone. Its RED series,
+  // if any, stay. Returns the number of series dropped.
+  size_t ForgetObserved(const std::shared_ptr<const Resource>& resource);
+
   // Cumulative state of every series at now_unix_ns.
   MetricsSnapshot CollectCumulative(uint64_t now_unix_ns) const;
   MetricsStats stats() const;
@@ -196,6 +271,9 @@ class MetricsRecorder : public SpanConsumer {
 // (start_unix_ns = that collection's time; for a series created since, its
 // creation time). Series with nothing new are left out, except that a sum
 // series new to the reader is reported even at 0 (a pair's failed counter).
+// Observed counters give the change of the value read (all of it when the
+// series is new to the reader, or was reset); observed levels are passed on
+// as they are, cumulative (MetricData::temporality says which).
 // Use one reader with one recorder (a different recorder starts it afresh).
 // Not thread-safe itself: one reader per exporter thread.
 class DeltaReader {

@@ -28,6 +28,7 @@ namespace {
 // The content type Prometheus asks for and expects from text 0.0.4.
 constexpr char kExpositionContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 constexpr char kTextContentType[] = "text/plain; charset=utf-8";
+constexpr char kJsonContentType[] = "application/json";
 // Scrapes are rare and small: a handful of threads is plenty, and a slow
 // client cannot hold one past the request timeout.
 constexpr char kThreads[] = "4";
@@ -225,6 +226,11 @@ std::string MetricsHttpServer::RenderMetrics() const {
   return RenderPrometheusText(recorder_.CollectCumulative(RealtimeNowNs()), self);
 }
 
+void MetricsHttpServer::ServeJson(std::string path, std::function<std::string()> body) {
+  std::lock_guard<std::mutex> lock(json_mutex_);
+  json_[std::move(path)] = std::move(body);
+}
+
 int MetricsHttpServer::HandleRequest(mg_connection* conn, void* server) {
   return static_cast<MetricsHttpServer*>(server)->Handle(conn);
 }
@@ -237,7 +243,13 @@ int MetricsHttpServer::Handle(mg_connection* conn) {
       request != nullptr && request->request_method != nullptr ? request->request_method : "";
   const bool head = method == "HEAD";
   const bool get = head || method == "GET";
-  const bool known = path == "/metrics" || path == "/healthz" || path == "/readyz";
+  std::function<std::string()> json;
+  {
+    std::lock_guard<std::mutex> lock(json_mutex_);
+    if (auto it = json_.find(std::string(path)); it != json_.end()) json = it->second;
+  }
+  const bool known =
+      path == "/metrics" || path == "/healthz" || path == "/readyz" || json != nullptr;
   // Exceptions must not unwind through civetweb's C frames; whatever throws
   // here (allocation, a callback) becomes a 500.
   try {
@@ -258,6 +270,10 @@ int MetricsHttpServer::Handle(mg_connection* conn) {
       return 200;
     }
     ++other_requests_;
+    if (json) {
+      Reply(conn, 200, kJsonContentType, json(), head);
+      return 200;
+    }
     if (path == "/healthz") {
       Reply(conn, 200, kTextContentType, "ok", head);
       return 200;

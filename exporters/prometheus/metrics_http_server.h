@@ -7,6 +7,7 @@
 //                 loupe_prometheus_scrapes_total / _scrape_errors_total
 //   GET /healthz  200 "ok" while the process serves
 //   GET /readyz   200 "ready" when ready() is true, else 503 "not ready"
+//   GET <path>    200 application/json from a ServeJson() callback (/oom)
 //   anything else 404; other methods on those paths 405
 //
 // Built on civetweb directly rather than prometheus-cpp's Exposer: the
@@ -27,8 +28,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "decoders/model/metrics.h"
 #include "exporters/self_metrics.h"
@@ -70,6 +74,11 @@ class MetricsHttpServer {
   // The /metrics body as served now (also what tests compare against).
   std::string RenderMetrics() const;
 
+  // Serves GET `path` with the JSON `body()` returns (called on the
+  // server's threads: it must be thread-safe). Call before requests for the
+  // path arrive; a later call for the same path replaces the callback.
+  void ServeJson(std::string path, std::function<std::string()> body);
+
  private:
   MetricsHttpServer(std::string listen, const MetricsRecorder& recorder, SelfMetricsSource self,
                     std::function<bool()> ready)
@@ -87,6 +96,8 @@ class MetricsHttpServer {
   mg_context* context_ = nullptr;
   uint16_t port_ = 0;
   in_addr wake_address_{};  // IPv4, network order: where ~MetricsHttpServer connects
+  mutable std::mutex json_mutex_;
+  absl::flat_hash_map<std::string, std::function<std::string()>> json_ ABSL_GUARDED_BY(json_mutex_);
   std::atomic<uint64_t> scrapes_{0};
   std::atomic<uint64_t> scrape_errors_{0};
   std::atomic<uint64_t> other_requests_{0};

@@ -187,6 +187,21 @@ TEST(ParseKernelEventTest, RejectsWrongAbiVersion) {
   EXPECT_NE(parsed.status().message().find("ABI"), std::string::npos) << parsed.status();
 }
 
+TEST(ParseKernelEventTest, OlderAbiEventsStillParse) {
+  // The contract is append-only: an ABI 1 connection event (a recording
+  // made before OOM events existed) reads as it always did.
+  std::string raw = EncodeConnEvent(SampleConnEvent());
+  auto header = LoadStruct<loupe_event_header>(raw);
+  header.abi = 1;
+  StoreStruct(raw, header);
+  auto parsed = ParseKernelEvent(Bytes(raw));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(std::holds_alternative<ConnEvent>(*parsed));
+  header.abi = 0;
+  StoreStruct(raw, header);
+  EXPECT_EQ(ParseKernelEvent(Bytes(raw)).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(ParseKernelEventTest, RejectsSizeFieldDisagreeingWithBuffer) {
   // Buffer cut short: the header still claims the full size.
   const std::string raw = EncodeDataEvent(SampleDataEvent("hello"));
@@ -281,6 +296,141 @@ TEST(ParseKernelEventTest, RejectsBadDirectionAndRole) {
   conn_event.role = 7;
   StoreStruct(conn, conn_event);
   EXPECT_EQ(ParseKernelEvent(Bytes(conn)).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// --- OOM-kill events -------------------------------------------------------
+
+OomEvent SampleOomEvent() {
+  OomEvent ev;
+  ev.header.ts_ns = 3'000'000'000;
+  ev.header.cgroup_id = 9;
+  ev.header.tgid = 4000;
+  ev.header.tid = 4001;
+  ev.victim_pid = 4002;
+  ev.victim_uid = 1000;
+  ev.victim_comm = "leaky";
+  ev.total_vm_kb = 110'000;
+  ev.anon_rss_kb = 30'500;
+  ev.file_rss_kb = 1'200;
+  ev.shmem_rss_kb = 4;
+  ev.pgtables_kb = 120;
+  ev.oom_score_adj = -17;
+  ev.kind = OomKind::kCgroup;
+  ev.flags = LOUPE_OOM_F_TP_DETAILS | LOUPE_OOM_F_MEMCG_V1 | LOUPE_OOM_F_BY_OOM_LOCK;
+  ev.oom_memcg_id = 321;
+  ev.trigger_memcg_id = 322;
+  ev.memcg_usage_pages = 8190;
+  ev.memcg_limit_pages = 8192;
+  ev.trigger_comm = "allocator";
+  return ev;
+}
+
+TEST(OomEventTest, RoundTrip) {
+  const OomEvent in = SampleOomEvent();
+  const std::string raw = EncodeOomEvent(in);
+  ASSERT_EQ(raw.size(), sizeof(loupe_oom_event));
+  EXPECT_TRUE(IsOomEvent(Bytes(raw)));
+  auto parsed = ParseOomEvent(Bytes(raw));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const OomEvent& out = *parsed;
+  EXPECT_EQ(out.header.type, LOUPE_EV_OOM_KILL);
+  EXPECT_EQ(out.header.ts_ns, in.header.ts_ns);
+  EXPECT_EQ(out.header.conn_id, 0u);
+  EXPECT_EQ(out.header.cgroup_id, 9u);
+  EXPECT_EQ(out.header.tgid, 4000u);
+  EXPECT_EQ(out.header.tid, 4001u);
+  EXPECT_EQ(out.victim_pid, 4002u);
+  EXPECT_EQ(out.victim_uid, 1000u);
+  EXPECT_EQ(out.victim_comm, "leaky");
+  EXPECT_EQ(out.total_vm_kb, 110'000u);
+  EXPECT_EQ(out.anon_rss_kb, 30'500u);
+  EXPECT_EQ(out.file_rss_kb, 1'200u);
+  EXPECT_EQ(out.shmem_rss_kb, 4u);
+  EXPECT_EQ(out.pgtables_kb, 120u);
+  EXPECT_EQ(out.oom_score_adj, -17);
+  EXPECT_EQ(out.kind, OomKind::kCgroup);
+  EXPECT_EQ(out.flags, in.flags);
+  EXPECT_EQ(out.oom_memcg_id, 321u);
+  EXPECT_EQ(out.trigger_memcg_id, 322u);
+  EXPECT_EQ(out.memcg_usage_pages, 8190u);
+  EXPECT_EQ(out.memcg_limit_pages, 8192u);
+  EXPECT_EQ(out.trigger_comm, "allocator");
+}
+
+TEST(OomEventTest, CommsAreCutToFifteenCharacters) {
+  OomEvent in = SampleOomEvent();
+  in.victim_comm = "a-very-long-process-name";
+  in.trigger_comm = "another-long-process-name";
+  auto parsed = ParseOomEvent(Bytes(EncodeOomEvent(in)));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->victim_comm, "a-very-long-pro");
+  EXPECT_EQ(parsed->trigger_comm, "another-long-pr");
+}
+
+TEST(OomEventTest, IsOomEventLooksAtTheTypeOnly) {
+  EXPECT_FALSE(IsOomEvent(Bytes(EncodeConnEvent(SampleConnEvent()))));
+  EXPECT_FALSE(IsOomEvent(Bytes(EncodeDataEvent(SampleDataEvent("x")))));
+  const std::string raw = EncodeOomEvent(SampleOomEvent());
+  EXPECT_FALSE(IsOomEvent(Bytes(raw).first(sizeof(loupe_event_header) - 1)));
+  EXPECT_TRUE(IsOomEvent(Bytes(raw).first(sizeof(loupe_event_header))));  // Parse rejects it
+  EXPECT_FALSE(IsOomEvent({}));
+}
+
+TEST(OomEventTest, ParseKernelEventPointsAtParseOomEvent) {
+  auto parsed = ParseKernelEvent(Bytes(EncodeOomEvent(SampleOomEvent())));
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("ParseOomEvent"), std::string::npos)
+      << parsed.status();
+}
+
+TEST(OomEventTest, RejectsTruncatedEvents) {
+  const std::string raw = EncodeOomEvent(SampleOomEvent());
+  for (size_t n : {size_t{0}, sizeof(loupe_event_header) - 1, sizeof(loupe_event_header),
+                   sizeof(loupe_oom_event) - 1}) {
+    auto parsed = ParseOomEvent(Bytes(raw).first(n));
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << n;
+  }
+}
+
+TEST(OomEventTest, RejectsWrongSizeEvenWhenHeaderAndBufferAgree) {
+  for (size_t size : {sizeof(loupe_oom_event) - 8, sizeof(loupe_oom_event) + 8}) {
+    std::string raw = EncodeOomEvent(SampleOomEvent());
+    raw.resize(size);
+    auto header = LoadStruct<loupe_event_header>(raw);
+    header.size = static_cast<uint32_t>(raw.size());
+    StoreStruct(raw, header);
+    auto parsed = ParseOomEvent(Bytes(raw));
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << size;
+    EXPECT_NE(parsed.status().message().find("OOM-kill event of"), std::string::npos)
+        << parsed.status();
+  }
+}
+
+TEST(OomEventTest, RejectsWrongAbiTypeAndKind) {
+  std::string raw = EncodeOomEvent(SampleOomEvent());
+  auto header = LoadStruct<loupe_event_header>(raw);
+  header.abi = 0;
+  StoreStruct(raw, header);
+  EXPECT_EQ(ParseOomEvent(Bytes(raw)).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  header.abi = LOUPE_ABI_VERSION;
+  header.type = LOUPE_EV_CONN_OPEN;
+  StoreStruct(raw, header);
+  EXPECT_EQ(ParseOomEvent(Bytes(raw)).status().code(), absl::StatusCode::kInvalidArgument);
+
+  std::string bad_kind = EncodeOomEvent(SampleOomEvent());
+  auto event = LoadStruct<loupe_oom_event>(bad_kind);
+  event.kind = LOUPE_OOM_KIND_GLOBAL + 1;
+  StoreStruct(bad_kind, event);
+  auto parsed = ParseOomEvent(Bytes(bad_kind));
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("kind"), std::string::npos) << parsed.status();
+}
+
+TEST(OomEventTest, KindNames) {
+  EXPECT_EQ(OomKindName(OomKind::kCgroup), "cgroup");
+  EXPECT_EQ(OomKindName(OomKind::kGlobal), "global");
+  EXPECT_EQ(OomKindName(OomKind::kUnknown), "unknown");
 }
 
 TEST(IpAddressTest, ToString) {

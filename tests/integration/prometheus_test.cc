@@ -16,9 +16,11 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -391,6 +393,66 @@ TEST(PrometheusTest, AgentCountsEveryRequest) {
   EXPECT_EQ(up[0].value, 1);
   EXPECT_TRUE(loupe->running());
   EXPECT_EQ(loupe->Stop(), 0);
+}
+
+// CPU and memory of the traced processes (docs/metrics.md, "CPU and
+// memory"): nginx is sampled once the agent has seen its connections.
+TEST(PrometheusTest, TracedProcessesCpuAndMemory) {
+  ASSERT_TRUE(IsRoot()) << "integration tests load BPF programs: run them as root";
+  const std::string curl = FindProgram({"/usr/bin/curl"});
+  ASSERT_FALSE(curl.empty()) << "apt-get install curl";
+  std::string error;
+  auto nginx = NginxServer::Start({{"index.html", "hello"}}, &error);
+  ASSERT_TRUE(nginx) << error;
+  const uint16_t metrics_port = PickFreePort();
+  auto loupe = LoupeProcess::Start(
+      nginx->dir(), {"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port),
+                     "--resource-interval", "1", "--port", std::to_string(nginx->port())});
+  ASSERT_TRUE(loupe) << ReadFileOrEmpty(nginx->dir() + "/loupe.log");
+  ASSERT_TRUE(WaitForTcpPort(metrics_port, std::chrono::seconds(10))) << loupe->Log();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(RunCommand({curl, "-s", "-o", "/dev/null", nginx->url("/index.html")}), 0);
+  }
+  const std::vector<pid_t> workers = nginx->Workers();
+  ASSERT_EQ(workers.size(), 1u);
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  // A process's series carry service.name and service.instance.id (host:pid).
+  const std::map<std::string, std::string> worker = {
+      {"service_name", "nginx"},
+      {"service_instance_id", std::string(host) + ":" + std::to_string(workers[0])}};
+  std::vector<MetricSample> samples;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    samples = ParsePrometheusText(HttpGet(metrics_port, "/metrics").body);
+  } while (!SumSamples(samples, "process_memory_usage_bytes", worker) &&
+           std::chrono::steady_clock::now() < deadline);
+  // The worker's resident memory as /proc says it, within what a second of
+  // sampling lag allows.
+  const std::string statm = ReadFileOrEmpty("/proc/" + std::to_string(workers[0]) + "/statm");
+  unsigned long pages = 0, resident = 0;
+  ASSERT_EQ(std::sscanf(statm.c_str(), "%lu %lu", &pages, &resident), 2) << statm;
+  const double rss = static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  const std::optional<double> memory = SumSamples(samples, "process_memory_usage_bytes", worker);
+  ASSERT_TRUE(memory) << loupe->Log();
+  EXPECT_GT(*memory, 0.5 * rss);
+  EXPECT_LT(*memory, 2.0 * rss);
+  auto with = [&](std::map<std::string, std::string> labels,
+                  std::map<std::string, std::string> more) {
+    labels.insert(more.begin(), more.end());
+    return labels;
+  };
+  const std::optional<double> user =
+      SumSamples(samples, "process_cpu_time_seconds_total", with(worker, {{"cpu_mode", "user"}}));
+  const std::optional<double> system = SumSamples(samples, "process_cpu_time_seconds_total",
+                                                  with(worker, {{"cpu_mode", "system"}}));
+  ASSERT_TRUE(user && system);
+  EXPECT_GE(*user, 0.0);
+  EXPECT_LT(*user + *system, 60.0) << "an idle test nginx used a minute of CPU?";
+  EXPECT_GE(SumSamples(samples, "process_thread_count", worker).value_or(0), 1.0);
+  EXPECT_TRUE(SumSamples(samples, "process_paging_faults_total",
+                         with(worker, {{"system_paging_fault_type", "major"}})));
 }
 
 }  // namespace

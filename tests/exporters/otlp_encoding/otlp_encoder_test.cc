@@ -498,6 +498,57 @@ TEST(EncodeMetricsRequestTest, ServiceGraphFromARealRecorder) {
               ElementsAre(0, 0, 2, 0, 0, 0, 0, 0, 0));
 }
 
+TEST(EncodeMetricsRequestTest, ObservedCountersAndLevelsFromADeltaReader) {
+  constexpr uint64_t kT = 1'795'293'100'000'000'000ull;
+  constexpr uint64_t kS = 1'000'000'000ull;
+  MetricsRecorder recorder;
+  auto process = std::make_shared<Resource>();
+  process->attributes.Set("service.name", "shop");
+  process->attributes.Set("process.pid", int64_t{10});
+  Attributes user;
+  user.Set("cpu.mode", "user");
+  const ObservedValue first[] = {
+      {ObservedInstrument::kProcessCpuTime, &user, 1.5, kT - 100 * kS},
+      {ObservedInstrument::kProcessMemoryUsage, nullptr, 4096, 0}};
+  recorder.RecordObserved(process, first, kT);
+  DeltaReader reader;
+  reader.Collect(recorder, kT + 10 * kS);
+  const ObservedValue later[] = {
+      {ObservedInstrument::kProcessCpuTime, &user, 2.0, kT - 100 * kS},
+      {ObservedInstrument::kProcessMemoryUsage, nullptr, 8192, 0}};
+  recorder.RecordObserved(process, later, kT + 15 * kS);
+  const ExportMetricsServiceRequest request =
+      ParseMetrics(EncodeMetricsRequest(reader.Collect(recorder, kT + 20 * kS)));
+  ASSERT_EQ(request.resource_metrics_size(), 1);
+  const auto& metrics = request.resource_metrics(0).scope_metrics(0).metrics();
+  ASSERT_EQ(metrics.size(), 2);
+
+  // The CPU counter: its change since the previous collection, DELTA.
+  EXPECT_EQ(metrics[0].name(), "process.cpu.time");
+  EXPECT_EQ(metrics[0].unit(), "s");
+  ASSERT_TRUE(metrics[0].has_sum());
+  EXPECT_EQ(static_cast<int>(metrics[0].sum().aggregation_temporality()), 1);  // DELTA
+  EXPECT_TRUE(metrics[0].sum().is_monotonic());
+  ASSERT_EQ(metrics[0].sum().data_points_size(), 1);
+  const metrics_pb::NumberDataPoint& cpu = metrics[0].sum().data_points(0);
+  EXPECT_EQ(Typed(cpu.attributes()),
+            (std::map<std::string, std::string>{{"cpu.mode", "string:user"}}));
+  EXPECT_EQ(cpu.as_double(), 0.5);
+  EXPECT_EQ(cpu.start_time_unix_nano(), kT + 10 * kS);
+  EXPECT_EQ(cpu.time_unix_nano(), kT + 20 * kS);
+
+  // Memory in use: a level, CUMULATIVE even from a delta reader.
+  EXPECT_EQ(metrics[1].name(), "process.memory.usage");
+  EXPECT_EQ(metrics[1].unit(), "By");
+  ASSERT_TRUE(metrics[1].has_sum());
+  EXPECT_EQ(static_cast<int>(metrics[1].sum().aggregation_temporality()), 2);  // CUMULATIVE
+  EXPECT_FALSE(metrics[1].sum().is_monotonic());
+  ASSERT_EQ(metrics[1].sum().data_points_size(), 1);
+  EXPECT_EQ(metrics[1].sum().data_points(0).as_double(), 8192.0);
+  EXPECT_EQ(metrics[1].sum().data_points(0).start_time_unix_nano(), kT);
+  EXPECT_TRUE(metrics[1].sum().data_points(0).attributes().empty());
+}
+
 // ---- The span encoder against the generated messages ----------------------
 // EncodeTraceRequest writes the wire format directly (see otlp_encoder.cc
 // for why). Here the same spans are built with the generated messages and
