@@ -23,6 +23,7 @@
 #include "agent/bpf_capture.h"
 #include "agent/cgroup.h"
 #include "agent/event_queue.h"
+#include "agent/kubernetes.h"
 #include "agent/log.h"
 #include "agent/pipeline.h"
 #include "agent/process_info.h"
@@ -297,6 +298,8 @@ class LiveRun {
   absl::flat_hash_map<uint32_t, uint64_t> snooped_;
   std::unique_ptr<BpfCapture> capture_;
   std::unique_ptr<RecordingWriter> recorder_;
+  std::unique_ptr<PodCache> pods_;
+  std::unique_ptr<PodWatcher> pod_watcher_;  // declared after pods_: stops first
   std::unique_ptr<ProcessTable> processes_;
   Outputs outputs_;
   std::unique_ptr<Pipeline> pipeline_;
@@ -555,6 +558,22 @@ int LiveRun::Run() {
   }
   if (recorder_) {
     processes_->set_observer([this](const ProcessInfo& info) { recorder_->WriteProcess(info); });
+  }
+  // In a Kubernetes cluster (in-cluster credentials), the pods of this node
+  // name the containers' processes (docs/kubernetes.md); elsewhere this is
+  // off.
+  if (std::optional<PodWatcherOptions> k8s = PodWatcherOptions::FromEnvironment()) {
+    pods_ = std::make_unique<PodCache>();
+    pod_watcher_ = std::make_unique<PodWatcher>(*k8s, pods_.get());
+    if (absl::Status s = pod_watcher_->Start(); !s.ok()) {
+      LogWarn("Kubernetes pod metadata is off: ", s.message());
+      pod_watcher_.reset();
+    } else {
+      processes_->set_pods(pods_.get());
+      LogInfo("watching the pods of node ", k8s->node_name, " at ", k8s->api_base_url);
+    }
+  } else {
+    LogDebug("not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST): pod metadata off");
   }
   PipelineOptions options;
   options.tracker = MakeTrackerOptions(config_);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/cgroup.h"
+#include "agent/kubernetes.h"
 
 namespace loupe {
 
@@ -325,13 +327,18 @@ std::shared_ptr<const Resource> MakeAgentResource(const std::string& host_name,
 
 std::shared_ptr<const Resource> MakeProcessResource(const ProcessInfo& info,
                                                     const std::string& host_name,
-                                                    const ExtraAttributes& extra) {
+                                                    const ExtraAttributes& extra,
+                                                    const PodCache* pods) {
   auto resource = std::make_shared<Resource>();
   std::string exe_name = info.exe_path.empty() ? info.comm : Basename(info.exe_path);
   if (exe_name.empty()) exe_name = "unknown";
-  // service.name: the process's own OTEL_SERVICE_NAME, else its executable.
-  resource->attributes.Set("service.name",
-                           info.service_name.empty() ? exe_name : info.service_name);
+  std::optional<PodCache::ContainerMatch> k8s;
+  if (pods != nullptr && !info.container_id.empty()) k8s = pods->LookupContainer(info.container_id);
+  // service.name: the process's own OTEL_SERVICE_NAME, else its pod's
+  // name label or workload, else its executable.
+  std::string service = info.service_name;
+  if (service.empty() && k8s) service = PodCache::ServiceNameFor(*k8s->pod, k8s->container_name);
+  resource->attributes.Set("service.name", service.empty() ? exe_name : service);
   resource->attributes.Set("process.pid", static_cast<int64_t>(info.tgid));
   resource->attributes.Set("process.executable.name", exe_name);
   if (!info.exe_path.empty()) resource->attributes.Set("process.executable.path", info.exe_path);
@@ -349,6 +356,23 @@ std::shared_ptr<const Resource> MakeProcessResource(const ProcessInfo& info,
     resource->attributes.Set("container.runtime", info.container_runtime);
   }
   if (!info.pod_uid.empty()) resource->attributes.Set("k8s.pod.uid", info.pod_uid);
+  if (k8s) {
+    const PodMetadata& pod = *k8s->pod;
+    auto set = [&](std::string_view key, const std::string& value) {
+      if (!value.empty()) resource->attributes.Set(key, value);
+    };
+    set("k8s.namespace.name", pod.namespace_name);
+    set("k8s.pod.name", pod.pod_name);
+    set("k8s.pod.uid", pod.pod_uid);
+    set("k8s.container.name", k8s->container_name);
+    set("k8s.node.name", pod.node_name);
+    set("k8s.replicaset.name", pod.replicaset);
+    set("k8s.deployment.name", pod.deployment);
+    set("k8s.statefulset.name", pod.statefulset);
+    set("k8s.daemonset.name", pod.daemonset);
+    set("k8s.job.name", pod.job);
+    set("k8s.cronjob.name", pod.cronjob);
+  }
   if (!info.cgroup_path.empty()) resource->attributes.Set("loupe.cgroup.path", info.cgroup_path);
   if (info.cgroup_id != 0) {
     resource->attributes.Set("loupe.cgroup.id", static_cast<int64_t>(info.cgroup_id));
@@ -383,7 +407,7 @@ ProcessTable::Entry& ProcessTable::Insert(ProcessInfo info) {
     order_.push_back(tgid);
     it = entries_.emplace(tgid, Entry{}).first;
   }
-  it->second.resource = MakeProcessResource(info, host_name_, extra_);
+  it->second.resource = MakeProcessResource(info, host_name_, extra_, pods_);
   it->second.info = std::move(info);
   return it->second;
 }

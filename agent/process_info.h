@@ -83,12 +83,19 @@ using ExtraAttributes = std::vector<std::pair<std::string, std::string>>;
 std::shared_ptr<const Resource> MakeAgentResource(const std::string& host_name,
                                                   const ExtraAttributes& extra);
 
+class PodCache;  // agent/kubernetes.h
+
 // The resource of a process's spans. `extra` (OTEL_RESOURCE_ATTRIBUTES of
 // the agent: cluster, environment, ...) is added where the process has no
-// attribute of that name.
+// attribute of that name. With `pods` (in a Kubernetes cluster), a process
+// in a known pod's container gets the k8s.* attributes, and service.name is
+// chosen in this order: the process's OTEL_SERVICE_NAME / service.name in
+// its OTEL_RESOURCE_ATTRIBUTES, the pod's app.kubernetes.io/name or app
+// label, its workload's name, the executable name.
 std::shared_ptr<const Resource> MakeProcessResource(const ProcessInfo& info,
                                                     const std::string& host_name,
-                                                    const ExtraAttributes& extra = {});
+                                                    const ExtraAttributes& extra = {},
+                                                    const PodCache* pods = nullptr);
 
 // Caches resources per tgid. Resolution happens through the resolver
 // callback (live: /proc; replay: recorded infos); a bounded cache forgets
@@ -108,6 +115,8 @@ class ProcessTable : public ResourceProvider {
   void Add(const ProcessInfo& info);
   // Called with each resolution (the recorder writes it).
   void set_observer(Observer observer) { observer_ = std::move(observer); }
+  // Pod metadata for processes resolved from now on (must outlive the table).
+  void set_pods(const PodCache* pods) { pods_ = pods; }
 
   std::shared_ptr<const Resource> ForProcess(uint32_t tgid) override;
   size_t size() const { return entries_.size(); }
@@ -128,6 +137,7 @@ class ProcessTable : public ResourceProvider {
   ExtraAttributes extra_;
   Resolver resolver_;
   Observer observer_;
+  const PodCache* pods_ = nullptr;
   size_t max_entries_;
   absl::flat_hash_map<uint32_t, Entry> entries_;
   std::deque<uint32_t> order_;  // insertion order, for eviction

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/cgroup.h"
+#include "agent/kubernetes.h"
 
 namespace loupe {
 namespace {
@@ -306,6 +307,47 @@ TEST(ProcessInfoTest, TableResolvesOnceAndIsBounded) {
   EXPECT_EQ(observed, (std::vector<uint32_t>{1, 2, 3, 4}));
   table.ForProcess(1);  // resolved again
   EXPECT_EQ(resolutions, 5);
+}
+
+TEST(ProcessInfoTest, PodMetadataNamesTheContainersProcesses) {
+  PodCache pods;
+  PodMetadata pod;
+  pod.namespace_name = "shop";
+  pod.pod_name = "orders-7d4b9c-x2x7q";
+  pod.pod_uid = "74ba62da-1a3d-11e7-bb11-080027cb0e22";
+  pod.node_name = "node-1";
+  pod.deployment = "orders";
+  pod.replicaset = "orders-7d4b9c";
+  pod.containers = {{"app", std::string(64, 'a')}, {"sidecar", std::string(64, 'b')}};
+  pods.Apply(PodEventType::kAdded, pod);
+
+  ProcessInfo info{42, "java", "/usr/bin/java", "", true};
+  info.container_id = std::string(64, 'a');
+  auto r = MakeProcessResource(info, "node-1", {}, &pods);
+  EXPECT_EQ(r->service_name(), "orders") << "the workload, without a name label";
+  EXPECT_EQ(*r->attributes.FindString("k8s.namespace.name"), "shop");
+  EXPECT_EQ(*r->attributes.FindString("k8s.pod.name"), "orders-7d4b9c-x2x7q");
+  EXPECT_EQ(*r->attributes.FindString("k8s.pod.uid"), pod.pod_uid);
+  EXPECT_EQ(*r->attributes.FindString("k8s.container.name"), "app");
+  EXPECT_EQ(*r->attributes.FindString("k8s.node.name"), "node-1");
+  EXPECT_EQ(*r->attributes.FindString("k8s.deployment.name"), "orders");
+  EXPECT_EQ(*r->attributes.FindString("k8s.replicaset.name"), "orders-7d4b9c");
+  EXPECT_EQ(r->attributes.Find("k8s.statefulset.name"), nullptr);
+
+  // The name label comes before the workload; the process's own
+  // OTEL_SERVICE_NAME before both.
+  pod.labels["app.kubernetes.io/name"] = "orders-api";
+  pods.Apply(PodEventType::kModified, pod);
+  EXPECT_EQ(MakeProcessResource(info, "node-1", {}, &pods)->service_name(), "orders-api");
+  info.service_name = "orders-svc";
+  EXPECT_EQ(MakeProcessResource(info, "node-1", {}, &pods)->service_name(), "orders-svc");
+
+  // A container the cache does not know: no k8s.* beyond the cgroup's.
+  ProcessInfo other{43, "nginx", "/usr/sbin/nginx", "", true};
+  other.container_id = std::string(64, 'c');
+  auto o = MakeProcessResource(other, "node-1", {}, &pods);
+  EXPECT_EQ(o->service_name(), "nginx");
+  EXPECT_EQ(o->attributes.Find("k8s.pod.name"), nullptr);
 }
 
 }  // namespace
