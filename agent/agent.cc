@@ -179,6 +179,7 @@ std::string StatsLine(const PipelineStats& p, const KernelView& k) {
                   p.linker.links_peer + p.linker.links_header + p.linker.links_forwarded +
                       p.linker.links_thread,
                   " link_ambiguous=", p.linker.ambiguous,
+                  " execs=", p.process_execs, " exits=", p.process_exits,
                   " exported=", p.exported.spans_exported,
                   " dropped=", p.exported.spans_dropped,
                   " export_errors=", p.exported.export_errors);
@@ -252,7 +253,9 @@ int RunReplay(const AgentConfig& config) {
     if (record.type == RecordingReader::RecordType::kProcess) {
       absl::StatusOr<ProcessInfo> info = DecodeProcessInfo(record.body);
       if (info.ok()) {
-        processes.Add(*info);
+        // As live: a process read again (exec, a reused pid) replaces the
+        // cached one and cancels a pending forget.
+        pipeline.OnProcessInfo(*info);
       } else {
         LogWarn(info.status().message());
       }
@@ -282,6 +285,8 @@ class LiveRun {
   void ReaderLoop();
   void OnRingEvent(std::span<const uint8_t> raw);
   void SnoopNewProcess(std::span<const uint8_t> raw);
+  void SnoopProcess(uint32_t tgid, const std::string& comm, uint64_t now);
+  void OnProcessEvent(std::span<const uint8_t> raw);
   void DecoderLoop();
   void PublishStats();
   // Decoder thread: the processes (and their containers) to sample next,
@@ -411,7 +416,11 @@ void LiveRun::ReaderLoop() {
 }
 
 void LiveRun::OnRingEvent(std::span<const uint8_t> raw) {
-  SnoopNewProcess(raw);
+  if (IsProcessEvent(raw)) {
+    OnProcessEvent(raw);
+  } else {
+    SnoopNewProcess(raw);
+  }
   current_.Append(EventBatch::EntryType::kKernelEvent, raw);
   if (current_.size_bytes() >= kBatchBytes) {
     queue_.Push(std::move(current_));
@@ -433,11 +442,34 @@ void LiveRun::SnoopNewProcess(std::span<const uint8_t> raw) {
   const uint64_t now = NowNs(CLOCK_MONOTONIC);
   auto it = snooped_.find(ev.hdr.tgid);
   if (it != snooped_.end() && now - it->second < kSnoopTtlNs) return;
+  SnoopProcess(ev.hdr.tgid, std::string(ev.comm, strnlen(ev.comm, sizeof(ev.comm))), now);
+}
+
+// Reads /proc/<tgid> and queues the ProcessInfo ahead of the event that
+// caused the read, so the decoder thread knows the process first.
+void LiveRun::SnoopProcess(uint32_t tgid, const std::string& comm, uint64_t now) {
   if (snooped_.size() >= kMaxSnoopedProcesses) snooped_.clear();
-  snooped_[ev.hdr.tgid] = now;
-  const ProcessInfo info =
-      ReadProcessInfo("/proc", ev.hdr.tgid, std::string(ev.comm, strnlen(ev.comm, sizeof(ev.comm))));
+  snooped_[tgid] = now;
+  const ProcessInfo info = ReadProcessInfo("/proc", tgid, comm);
   current_.Append(EventBatch::EntryType::kProcessInfo, EncodeProcessInfo(info));
+}
+
+// An exec is read at once, whether or not the process was read before: the
+// new program has another name and maybe another environment, and a short
+// lived one may be gone before its first connection's event is read. The
+// kernel wakes us for execs at once. An exit lets a reused pid be read again
+// on its first connection.
+void LiveRun::OnProcessEvent(std::span<const uint8_t> raw) {
+  if (raw.size() != sizeof(loupe_process_event)) return;  // the decoder thread reports it
+  loupe_process_event ev;
+  std::memcpy(&ev, raw.data(), sizeof(ev));
+  if (ev.kind == LOUPE_PROCESS_EXIT) {
+    snooped_.erase(ev.hdr.tgid);
+    return;
+  }
+  if (ev.kind != LOUPE_PROCESS_EXEC) return;
+  SnoopProcess(ev.hdr.tgid, std::string(ev.comm, strnlen(ev.comm, sizeof(ev.comm))),
+               NowNs(CLOCK_MONOTONIC));
 }
 
 void LiveRun::PublishStats() {

@@ -16,6 +16,12 @@ constexpr uint64_t kMaxInvalidEventLogs = 10;
 // behind, so the last exchanges are decided when traffic stops; events still
 // queued longer than this (an overloaded agent) may be decided early.
 constexpr uint64_t kIdleWatermarkLagNs = 100ull * 1000 * 1000;
+// An exited process stays in the process table this long: its last
+// exchanges become spans (which look up its resource) only after the
+// tracker's reorder wait and the linker's decide delay, well under this.
+// Spans of connections it left open come later (idle timeout) and are
+// resolved afresh, without /proc.
+constexpr uint64_t kProcessForgetDelayNs = 10ull * 1000 * 1000 * 1000;
 
 LinkerOptions WithSampler(LinkerOptions linker, const SamplerConfig& sampler) {
   linker.sampler = sampler;
@@ -59,6 +65,10 @@ void ServiceGraphRecorder::OnPair(const LinkedPair& pair) {
 void Pipeline::OnRawEvent(std::span<const uint8_t> raw) {
   if (IsOomEvent(raw)) {
     OnOomEvent(raw);
+    return;
+  }
+  if (IsProcessEvent(raw)) {
+    OnProcessEvent(raw);
     return;
   }
   ++events_received_;
@@ -107,13 +117,51 @@ void Pipeline::OnOomEvent(std::span<const uint8_t> raw) {
   LogWarn(OomKillConsoleLine(kill));
 }
 
+void Pipeline::OnProcessEvent(std::span<const uint8_t> raw) {
+  ++events_received_;
+  if (recorder_ != nullptr) recorder_->WriteEvent(raw);
+  absl::StatusOr<ProcessEvent> event = ParseProcessEvent(raw);
+  if (!event.ok()) {
+    ++events_invalid_;
+    if (events_invalid_ <= kMaxInvalidEventLogs) {
+      LogWarn("skipping an invalid process event: ", event.status().message());
+    }
+    return;
+  }
+  if (event->header.ts_ns > latest_event_ns_) latest_event_ns_ = event->header.ts_ns;
+  const uint32_t tgid = event->header.tgid;
+  switch (event->kind) {
+    case ProcessEventKind::kExec:
+      // The entry was replaced already (OnProcessInfo, queued by the reader
+      // thread before this event). A pending forget was for a process that
+      // had this pid before.
+      ++process_execs_;
+      exited_.erase(tgid);
+      break;
+    case ProcessEventKind::kExit:
+      ++process_exits_;
+      exited_[tgid] = event->header.ts_ns;
+      break;
+  }
+}
+
 void Pipeline::OnProcessInfo(const ProcessInfo& info) {
+  // Read after any exit of the pid: a new process.
+  exited_.erase(info.tgid);
   processes_.Add(info);
   if (recorder_ != nullptr) recorder_->WriteProcess(info);
 }
 
 void Pipeline::Tick(uint64_t now_ns) {
   tracker_.Tick(now_ns);
+  for (auto it = exited_.begin(); it != exited_.end();) {
+    if (now_ns < it->second + kProcessForgetDelayNs) {
+      ++it;
+      continue;
+    }
+    processes_.Forget(it->first);
+    exited_.erase(it++);
+  }
   const uint64_t idle_mark = now_ns > kIdleWatermarkLagNs ? now_ns - kIdleWatermarkLagNs : 0;
   linker_.Advance(std::max(latest_event_ns_, idle_mark));
 }
@@ -137,6 +185,8 @@ PipelineStats Pipeline::stats() const {
   s.exchanges_pending = linker_.pending();
   s.connections_open = tracker_.open_connections();
   s.oom_kills = oom_kills_;
+  s.process_execs = process_execs_;
+  s.process_exits = process_exits_;
   s.processes_known = processes_.size();
   s.tracker = tracker_.stats();
   for (const auto& exporter : exporters_.exporters()) {

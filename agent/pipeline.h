@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "agent/oom.h"
 #include "agent/process_info.h"
 #include "agent/recording.h"
@@ -83,6 +84,9 @@ struct PipelineStats {
   size_t processes_known = 0;
   // OOM kills seen, by kind (OomKind: unknown, cgroup, global).
   std::array<uint64_t, 3> oom_kills{};
+  // Process events seen (ProcessEventKind exec and exit).
+  uint64_t process_execs = 0;
+  uint64_t process_exits = 0;
   TrackerStats tracker;
   ExporterStats exported;  // summed over exporters
   std::vector<std::pair<std::string, ExporterStats>> exporter_stats;  // each exporter
@@ -97,6 +101,11 @@ class Pipeline {
   // An OOM-kill event (IsOomEvent): reported at once, while the victim's
   // cgroup and its processes can still be read.
   void OnOomEvent(std::span<const uint8_t> raw);
+  // A process event (IsProcessEvent). An exec's ProcessInfo was read from
+  // /proc by the reader thread and arrives (OnProcessInfo) before the event;
+  // an exit forgets the process once its last spans are likely out (see
+  // kProcessForgetDelayNs in pipeline.cc).
+  void OnProcessEvent(std::span<const uint8_t> raw);
   // A process read from /proc by the reader thread ahead of its events.
   void OnProcessInfo(const ProcessInfo& info);
   // Housekeeping at CLOCK_MONOTONIC now_ns.
@@ -123,6 +132,10 @@ class Pipeline {
   ConnTracker tracker_;
   OomReporter oom_;
   std::array<uint64_t, 3> oom_kills_{};
+  // Exited processes still in the table: tgid -> exit time (ts_ns).
+  absl::flat_hash_map<uint32_t, uint64_t> exited_;
+  uint64_t process_execs_ = 0;
+  uint64_t process_exits_ = 0;
   uint64_t latest_event_ns_ = 0;
   uint64_t events_received_ = 0;
   uint64_t events_invalid_ = 0;

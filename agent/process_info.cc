@@ -3,6 +3,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -421,6 +422,14 @@ void ProcessTable::Observe(uint32_t tgid, const std::string& comm) {
 }
 
 void ProcessTable::Add(const ProcessInfo& info) { Insert(info); }
+
+void ProcessTable::Forget(uint32_t tgid) {
+  if (entries_.erase(tgid) == 0) return;
+  // Linear, but exits are rare next to the events that resolve processes.
+  if (auto it = std::find(order_.begin(), order_.end(), tgid); it != order_.end()) {
+    order_.erase(it);
+  }
+}
 
 std::shared_ptr<const Resource> ProcessTable::ForProcess(uint32_t tgid) {
   auto it = entries_.find(tgid);

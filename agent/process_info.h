@@ -113,6 +113,9 @@ class ProcessTable : public ResourceProvider {
   void Observe(uint32_t tgid, const std::string& comm);
   // Adds a known process (replay), replacing any cached one.
   void Add(const ProcessInfo& info);
+  // Removes a process (it exited): a later event of the same tgid (a reused
+  // pid) is resolved afresh.
+  void Forget(uint32_t tgid);
   // Called with each resolution (the recorder writes it).
   void set_observer(Observer observer) { observer_ = std::move(observer); }
   // Pod metadata for processes resolved from now on (must outlive the table).

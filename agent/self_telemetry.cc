@@ -93,6 +93,12 @@ std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t) {
     Counter(out, "loupe_resource_sample_errors_total", "Unreadable /proc or cgroup files.",
             static_cast<double>(r.process_errors + r.container_errors));
   }
+  Counter(out, "loupe_process_events_total",
+          "Process lifecycle events: a new program (exec) or a process's end (exit).",
+          static_cast<double>(p.process_execs), {{"kind", "exec"}});
+  Counter(out, "loupe_process_events_total",
+          "Process lifecycle events: a new program (exec) or a process's end (exit).",
+          static_cast<double>(p.process_exits), {{"kind", "exit"}});
   for (size_t kind = 0; kind < p.oom_kills.size(); ++kind) {
     // The k8s_* labels stay empty until pods are known (issue 7,
     // Kubernetes metadata).

@@ -24,6 +24,7 @@
 #include "bpf/maps.bpf.h"
 #include "bpf/socket.bpf.h"
 #include "bpf/oom.bpf.h"
+#include "bpf/process.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -15,7 +15,7 @@
 #include <linux/types.h>
 #endif
 
-#define LOUPE_ABI_VERSION 2 /* 2: LOUPE_EV_OOM_KILL */
+#define LOUPE_ABI_VERSION 3 /* 2: LOUPE_EV_OOM_KILL; 3: LOUPE_EV_PROCESS */
 
 /* Hard upper bound of the payload prefix copied per syscall. The run-time
  * prefix (--payload-bytes) is at most this. Must be a power of two: the
@@ -38,6 +38,7 @@ enum loupe_event_type {
 	LOUPE_EV_DATA = 2,       /* struct loupe_data_event + payload */
 	LOUPE_EV_CONN_CLOSE = 3, /* struct loupe_conn_event */
 	LOUPE_EV_OOM_KILL = 4,   /* struct loupe_oom_event (ABI 2) */
+	LOUPE_EV_PROCESS = 5,    /* struct loupe_process_event (ABI 3) */
 };
 
 enum loupe_direction {
@@ -229,6 +230,30 @@ struct loupe_oom_event {
 	__u32 _pad0;
 	char victim_comm[LOUPE_COMM_LEN];  /* "" without LOUPE_OOM_F_TP_DETAILS */
 	char trigger_comm[LOUPE_COMM_LEN];
+};
+
+/* --- Process lifecycle (ABI 3) ------------------------------------------- */
+
+enum loupe_process_kind {
+	LOUPE_PROCESS_EXEC = 1, /* sched:sched_process_exec: a new program runs */
+	LOUPE_PROCESS_EXIT = 2, /* sched:sched_process_exit of the group leader */
+};
+
+/*
+ * LOUPE_EV_PROCESS: a process started a new program or ended. The header
+ * describes the process: tgid, tid (== tgid for an exit; the exec'ing thread,
+ * which becomes the leader, for an exec), its v2 cgroup id, ts_ns the time;
+ * conn_id is 0. An exit is sent once per process, when its thread-group
+ * leader exits (other threads may still be finishing), not per thread.
+ * Kernel threads, the agent itself and processes outside the pid filter are
+ * skipped.
+ */
+struct loupe_process_event {
+	struct loupe_event_header hdr;
+	__u32 ppid;  /* tgid of the real parent at the event */
+	__u8 kind;   /* enum loupe_process_kind */
+	__u8 _pad0[3];
+	char comm[LOUPE_COMM_LEN]; /* exec: the new program's; exit: the last */
 };
 
 #endif /* LOUPE_BPF_LOUPE_EVENTS_H_ */

@@ -50,6 +50,10 @@ static_assert(offsetof(loupe_oom_event, kind) == 122);
 static_assert(offsetof(loupe_oom_event, flags) == 123);
 static_assert(offsetof(loupe_oom_event, victim_comm) == 128);
 static_assert(offsetof(loupe_oom_event, trigger_comm) == 144);
+static_assert(sizeof(loupe_process_event) == 64);
+static_assert(offsetof(loupe_process_event, ppid) == 40);
+static_assert(offsetof(loupe_process_event, kind) == 44);
+static_assert(offsetof(loupe_process_event, comm) == 48);
 static_assert((LOUPE_PAYLOAD_MAX & (LOUPE_PAYLOAD_MAX - 1)) == 0, "power of two");
 
 std::string_view DirectionName(Direction d) {
@@ -283,6 +287,10 @@ absl::StatusOr<KernelEvent> ParseKernelEvent(std::span<const uint8_t> raw) {
       return absl::InvalidArgumentError(
           "OOM-kill event passed to ParseKernelEvent: route it with IsOomEvent to "
           "ParseOomEvent");
+    case LOUPE_EV_PROCESS:
+      return absl::InvalidArgumentError(
+          "process event passed to ParseKernelEvent: route it with IsProcessEvent to "
+          "ParseProcessEvent");
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown event type ", h.type));
   }
@@ -326,6 +334,38 @@ absl::StatusOr<OomEvent> ParseOomEvent(std::span<const uint8_t> raw) {
   ev.memcg_usage_pages = o.memcg_usage_pages;
   ev.memcg_limit_pages = o.memcg_limit_pages;
   ev.trigger_comm.assign(o.trigger_comm, strnlen(o.trigger_comm, sizeof(o.trigger_comm)));
+  return ev;
+}
+
+std::string_view ProcessEventKindName(ProcessEventKind kind) {
+  return kind == ProcessEventKind::kExit ? "exit" : "exec";
+}
+
+bool IsProcessEvent(std::span<const uint8_t> raw) {
+  return raw.size() >= sizeof(loupe_event_header) &&
+         Load<loupe_event_header>(raw).type == LOUPE_EV_PROCESS;
+}
+
+absl::StatusOr<ProcessEvent> ParseProcessEvent(std::span<const uint8_t> raw) {
+  absl::StatusOr<loupe_event_header> header = ValidHeader(raw);
+  if (!header.ok()) return header.status();
+  if (header->type != LOUPE_EV_PROCESS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event type ", header->type, " is not a process event"));
+  }
+  if (raw.size() != sizeof(loupe_process_event)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "process event of ", raw.size(), " bytes, expected ", sizeof(loupe_process_event)));
+  }
+  const auto p = Load<loupe_process_event>(raw);
+  if (p.kind != LOUPE_PROCESS_EXEC && p.kind != LOUPE_PROCESS_EXIT) {
+    return absl::InvalidArgumentError(absl::StrCat("process event with bad kind ", p.kind));
+  }
+  ProcessEvent ev;
+  ev.header = ToHeader(p.hdr);
+  ev.kind = static_cast<ProcessEventKind>(p.kind);
+  ev.ppid = p.ppid;
+  ev.comm.assign(p.comm, strnlen(p.comm, sizeof(p.comm)));
   return ev;
 }
 
@@ -384,6 +424,15 @@ std::string EncodeOomEvent(const OomEvent& ev) {
   std::memcpy(o.trigger_comm, ev.trigger_comm.data(),
               std::min(ev.trigger_comm.size(), sizeof(o.trigger_comm) - 1));
   return std::string(reinterpret_cast<const char*>(&o), sizeof(o));
+}
+
+std::string EncodeProcessEvent(const ProcessEvent& ev) {
+  loupe_process_event p{};
+  p.hdr = FromHeader(ev.header, LOUPE_EV_PROCESS, sizeof(loupe_process_event));
+  p.ppid = ev.ppid;
+  p.kind = static_cast<uint8_t>(ev.kind);
+  std::memcpy(p.comm, ev.comm.data(), std::min(ev.comm.size(), sizeof(p.comm) - 1));
+  return std::string(reinterpret_cast<const char*>(&p), sizeof(p));
 }
 
 }  // namespace loupe

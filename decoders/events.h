@@ -113,8 +113,9 @@ struct DataEvent {
 using KernelEvent = std::variant<ConnEvent, DataEvent>;
 
 // Validates and decodes one raw event. Errors name what is wrong. OOM-kill
-// events are not KernelEvents: they are rejected here (with a message
-// pointing at ParseOomEvent) and must be routed first with IsOomEvent.
+// and process events are not KernelEvents: they are rejected here (with a
+// message pointing at ParseOomEvent / ParseProcessEvent) and must be routed
+// first with IsOomEvent / IsProcessEvent.
 absl::StatusOr<KernelEvent> ParseKernelEvent(std::span<const uint8_t> raw);
 
 enum class OomKind : uint8_t {
@@ -155,11 +156,35 @@ bool IsOomEvent(std::span<const uint8_t> raw);
 // Validates (ABI version, sizes, kind) and decodes an OOM-kill event.
 absl::StatusOr<OomEvent> ParseOomEvent(std::span<const uint8_t> raw);
 
+enum class ProcessEventKind : uint8_t {
+  kExec = LOUPE_PROCESS_EXEC,
+  kExit = LOUPE_PROCESS_EXIT,
+};
+std::string_view ProcessEventKindName(ProcessEventKind kind);  // "exec" / "exit"
+
+// LOUPE_EV_PROCESS: a process started a new program (exec) or ended (exit
+// of its thread-group leader). `header` describes the process (conn_id 0);
+// see struct loupe_process_event in bpf/loupe_events.h.
+struct ProcessEvent {
+  EventHeader header;
+  ProcessEventKind kind = ProcessEventKind::kExec;
+  uint32_t ppid = 0;
+  std::string comm;  // exec: the new program's
+};
+
+// True when `raw` has a header whose type is LOUPE_EV_PROCESS; nothing else
+// is checked (ParseProcessEvent does). Like OOM kills, process events are
+// not KernelEvents.
+bool IsProcessEvent(std::span<const uint8_t> raw);
+// Validates (ABI version, size, kind) and decodes a process event.
+absl::StatusOr<ProcessEvent> ParseProcessEvent(std::span<const uint8_t> raw);
+
 // Builders for tests, fixtures and benchmarks: the inverse of
 // ParseKernelEvent, producing the exact bytes the kernel would.
 std::string EncodeConnEvent(const ConnEvent& event);
 std::string EncodeDataEvent(const DataEvent& event);
 std::string EncodeOomEvent(const OomEvent& event);
+std::string EncodeProcessEvent(const ProcessEvent& event);
 
 }  // namespace loupe
 

@@ -309,6 +309,36 @@ TEST(ProcessInfoTest, TableResolvesOnceAndIsBounded) {
   EXPECT_EQ(resolutions, 5);
 }
 
+TEST(ProcessInfoTest, ForgetDropsTheEntryAndAReusedPidIsResolvedAfresh) {
+  std::string next_name = "old";
+  int resolutions = 0;
+  ProcessTable table(
+      "h",
+      [&](uint32_t tgid, const std::string&) {
+        ++resolutions;
+        return ProcessInfo{tgid, next_name, "", "", true};
+      },
+      /*max_entries=*/2);
+  table.Observe(7, "");
+  table.Observe(8, "");
+  EXPECT_EQ(table.ForProcess(7)->service_name(), "old");
+  table.Forget(7);
+  table.Forget(7);   // twice: no effect
+  table.Forget(99);  // unknown: no effect
+  EXPECT_EQ(table.size(), 1u);
+  next_name = "new";
+  table.Observe(7, "");  // the pid, reused
+  EXPECT_EQ(resolutions, 3);
+  EXPECT_EQ(table.ForProcess(7)->service_name(), "new");
+  // The forgotten entry left the eviction order too: 8 is the oldest now.
+  table.Observe(9, "");
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_EQ(table.ForProcess(7)->service_name(), "new");
+  EXPECT_EQ(resolutions, 4);
+  table.ForProcess(8);  // evicted: resolved again
+  EXPECT_EQ(resolutions, 5);
+}
+
 TEST(ProcessInfoTest, PodMetadataNamesTheContainersProcesses) {
   PodCache pods;
   PodMetadata pod;

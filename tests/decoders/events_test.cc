@@ -433,6 +433,110 @@ TEST(OomEventTest, KindNames) {
   EXPECT_EQ(OomKindName(OomKind::kUnknown), "unknown");
 }
 
+ProcessEvent SampleProcessEvent(ProcessEventKind kind) {
+  ProcessEvent ev;
+  ev.header.ts_ns = 123456789;
+  ev.header.cgroup_id = 42;
+  ev.header.tgid = 4321;
+  ev.header.tid = 4321;
+  ev.kind = kind;
+  ev.ppid = 17;
+  ev.comm = "curl";
+  return ev;
+}
+
+TEST(ProcessEventTest, RoundTrip) {
+  for (ProcessEventKind kind : {ProcessEventKind::kExec, ProcessEventKind::kExit}) {
+    const std::string raw = EncodeProcessEvent(SampleProcessEvent(kind));
+    ASSERT_EQ(raw.size(), sizeof(loupe_process_event));
+    EXPECT_TRUE(IsProcessEvent(Bytes(raw)));
+    EXPECT_FALSE(IsOomEvent(Bytes(raw)));
+    auto parsed = ParseProcessEvent(Bytes(raw));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->kind, kind);
+    EXPECT_EQ(parsed->header.type, LOUPE_EV_PROCESS);
+    EXPECT_EQ(parsed->header.ts_ns, 123456789u);
+    EXPECT_EQ(parsed->header.cgroup_id, 42u);
+    EXPECT_EQ(parsed->header.tgid, 4321u);
+    EXPECT_EQ(parsed->header.tid, 4321u);
+    EXPECT_EQ(parsed->header.conn_id, 0u);
+    EXPECT_EQ(parsed->ppid, 17u);
+    EXPECT_EQ(parsed->comm, "curl");
+  }
+}
+
+TEST(ProcessEventTest, CommIsCutToFifteenCharacters) {
+  ProcessEvent in = SampleProcessEvent(ProcessEventKind::kExec);
+  in.comm = "a-very-long-program-name";
+  auto parsed = ParseProcessEvent(Bytes(EncodeProcessEvent(in)));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->comm, "a-very-long-pro");
+}
+
+TEST(ProcessEventTest, IsProcessEventLooksAtTheTypeOnly) {
+  EXPECT_FALSE(IsProcessEvent(Bytes(EncodeConnEvent(SampleConnEvent()))));
+  EXPECT_FALSE(IsProcessEvent(Bytes(EncodeOomEvent(SampleOomEvent()))));
+  const std::string raw = EncodeProcessEvent(SampleProcessEvent(ProcessEventKind::kExit));
+  EXPECT_FALSE(IsProcessEvent(Bytes(raw).first(sizeof(loupe_event_header) - 1)));
+  EXPECT_TRUE(IsProcessEvent(Bytes(raw).first(sizeof(loupe_event_header))));
+  EXPECT_FALSE(IsProcessEvent({}));
+}
+
+TEST(ProcessEventTest, ParseKernelEventPointsAtParseProcessEvent) {
+  auto parsed =
+      ParseKernelEvent(Bytes(EncodeProcessEvent(SampleProcessEvent(ProcessEventKind::kExec))));
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("ParseProcessEvent"), std::string::npos)
+      << parsed.status();
+}
+
+TEST(ProcessEventTest, RejectsTruncatedAndWrongSizeEvents) {
+  const std::string raw = EncodeProcessEvent(SampleProcessEvent(ProcessEventKind::kExec));
+  for (size_t n : {size_t{0}, sizeof(loupe_event_header) - 1, sizeof(loupe_event_header),
+                   sizeof(loupe_process_event) - 1}) {
+    EXPECT_EQ(ParseProcessEvent(Bytes(raw).first(n)).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << n;
+  }
+  std::string longer = raw + std::string(8, '\0');
+  auto header = LoadStruct<loupe_event_header>(longer);
+  header.size = static_cast<uint32_t>(longer.size());
+  StoreStruct(longer, header);
+  auto parsed = ParseProcessEvent(Bytes(longer));
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("process event of"), std::string::npos)
+      << parsed.status();
+}
+
+TEST(ProcessEventTest, RejectsWrongAbiTypeAndKind) {
+  std::string raw = EncodeProcessEvent(SampleProcessEvent(ProcessEventKind::kExec));
+  auto header = LoadStruct<loupe_event_header>(raw);
+  header.abi = LOUPE_ABI_VERSION + 1;
+  StoreStruct(raw, header);
+  EXPECT_EQ(ParseProcessEvent(Bytes(raw)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  header.abi = LOUPE_ABI_VERSION;
+  header.type = LOUPE_EV_OOM_KILL;
+  StoreStruct(raw, header);
+  EXPECT_EQ(ParseProcessEvent(Bytes(raw)).status().code(), absl::StatusCode::kInvalidArgument);
+
+  for (uint8_t kind : {uint8_t{0}, uint8_t{LOUPE_PROCESS_EXIT + 1}}) {
+    std::string bad_kind = EncodeProcessEvent(SampleProcessEvent(ProcessEventKind::kExec));
+    auto event = LoadStruct<loupe_process_event>(bad_kind);
+    event.kind = kind;
+    StoreStruct(bad_kind, event);
+    auto parsed = ParseProcessEvent(Bytes(bad_kind));
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(parsed.status().message().find("kind"), std::string::npos) << parsed.status();
+  }
+}
+
+TEST(ProcessEventTest, KindNames) {
+  EXPECT_EQ(ProcessEventKindName(ProcessEventKind::kExec), "exec");
+  EXPECT_EQ(ProcessEventKindName(ProcessEventKind::kExit), "exit");
+}
+
 TEST(IpAddressTest, ToString) {
   EXPECT_EQ(V4("127.0.0.1").ToString(), "127.0.0.1");
   EXPECT_EQ(V4("10.20.30.40").ToString(), "10.20.30.40");

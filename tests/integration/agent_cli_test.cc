@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,9 +88,9 @@ TEST_F(AgentCliTest, SkippedHooksAreReportedAndTheOthersRun) {
   const std::string log = loupe->Log();
   EXPECT_THAT(log, HasSubstr("hook syscalls/sys_enter_writev is off: switched off by --skip-hooks"));
   EXPECT_THAT(log, HasSubstr("hook syscalls/sys_exit_writev is off: switched off by --skip-hooks"));
-  // Two of the hooks off, every other one attached (25 syscall tracepoints
-  // and oom:mark_victim).
-  EXPECT_THAT(log, HasSubstr("ready: 24 of 26 hooks attached"));
+  // Two of the hooks off, every other one attached (25 syscall tracepoints,
+  // oom:mark_victim, sched:sched_process_exec and sched:sched_process_exit).
+  EXPECT_THAT(log, HasSubstr("ready: 26 of 28 hooks attached"));
   // curl sends with sendto and reads with recvfrom: still traced, exactly.
   int clients = 0;
   for (const Json& s : loupe->Spans()) {
@@ -125,6 +127,86 @@ TEST_F(AgentCliTest, PidFilterTracesOnlyThoseProcesses) {
   EXPECT_EQ(spans[0]["kind"], "SERVER");
   EXPECT_EQ(spans[0]["resource"]["process.pid"], workers[0]);
   EXPECT_EQ(spans[0]["attributes"]["url.path"], "/p.txt");
+}
+
+// The value of loupe_process_events_total{kind="<kind>"} on /metrics, or -1.
+double ProcessEventsMetric(const std::string& metrics, const std::string& kind) {
+  std::istringstream lines(metrics);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("loupe_process_events_total{", 0) != 0) continue;
+    if (line.find("kind=\"" + kind + "\"") == std::string::npos) continue;
+    return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+// Processes are read from /proc when they exec: a client that is gone
+// before its first connection's event is decoded keeps its
+// OTEL_SERVICE_NAME, and a process that execs takes its new program's name.
+TEST_F(AgentCliTest, ProcessesAreNamedAtExecAndCounted) {
+  std::string error;
+  auto nginx = NginxServer::Start({{"short.txt", "s\n"}, {"before.txt", "b\n"},
+                                   {"after.txt", "a\n"}},
+                                  &error);
+  ASSERT_TRUE(nginx) << error;
+  const uint16_t metrics_port = PickFreePort();
+  auto loupe = LoupeProcess::Start(
+      nginx->dir(), {"--port", std::to_string(nginx->port()), "--metrics-listen",
+                     "127.0.0.1:" + std::to_string(metrics_port)});
+  ASSERT_TRUE(loupe) << ReadFileOrEmpty(nginx->dir() + "/loupe.log");
+
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "OTEL_SERVICE_NAME=short-lived-client", "/usr/bin/curl",
+                        "-s", "-o", "/dev/null", nginx->url("/short.txt")}),
+            0);
+  // A shell that talks HTTP itself (bash's /dev/tcp, builtins only: the
+  // same pid), then execs curl with another service name.
+  const std::string port = std::to_string(nginx->port());
+  const std::string script =
+      "exec 3<>/dev/tcp/127.0.0.1/" + port +
+      "; printf 'GET /before.txt HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+      "Connection: close\\r\\n\\r\\n' >&3"
+      "; while IFS= read -r -u 3 line; do :; done; exec 3>&-"
+      "; export OTEL_SERVICE_NAME=after-exec; exec /usr/bin/curl -s -o /dev/null " +
+      nginx->url("/after.txt");
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "OTEL_SERVICE_NAME=before-exec", "/bin/bash", "-c",
+                        script}),
+            0);
+
+  // Exec and exit events are counted (the stats are published each tick).
+  double execs = -1, exits = -1;
+  std::string metrics;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    RunCommand({"/usr/bin/curl", "-s", "http://127.0.0.1:" + std::to_string(metrics_port) +
+                                           "/metrics"},
+               &metrics);
+    execs = ProcessEventsMetric(metrics, "exec");
+    exits = ProcessEventsMetric(metrics, "exit");
+    if (execs >= 3 && exits >= 2) break;
+  }
+  EXPECT_GE(execs, 3) << metrics;  // env, curl, env, bash, curl (and the scrapes)
+  EXPECT_GE(exits, 2) << metrics;
+  EXPECT_EQ(loupe->Stop(), 0);
+
+  int short_lived = 0, after_exec = 0;
+  for (const Json& s : loupe->Spans()) {
+    if (s["kind"] != "CLIENT") continue;
+    SCOPED_TRACE(s.dump());
+    const std::string path = s["attributes"].value("url.path", "");
+    if (path == "/short.txt") {
+      ++short_lived;
+      EXPECT_EQ(s["resource"]["service.name"], "short-lived-client");
+    } else if (path == "/after.txt") {
+      ++after_exec;
+      EXPECT_EQ(s["resource"]["service.name"], "after-exec");
+    } else if (path == "/before.txt") {
+      EXPECT_EQ(s["resource"]["service.name"], "before-exec");
+    }
+  }
+  EXPECT_EQ(short_lived, 1);
+  EXPECT_EQ(after_exec, 1);
 }
 
 TEST_F(AgentCliTest, SigintFlushesAndExitsZero) {
