@@ -614,6 +614,7 @@ int LiveRun::Run() {
   options.sampler = config_.sampler;
   options.metrics = outputs_.metrics.get();
   options.oom.realtime_offset_ns = realtime_offset;
+  options.pods = pods_.get();
   pipeline_ = std::make_unique<Pipeline>(options, *processes_, outputs_.spans, recorder_.get());
   if (outputs_.metrics && config_.resource_interval_s > 0) {
     sampler_ = std::make_unique<ResourceSampler>(*outputs_.metrics);

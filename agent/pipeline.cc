@@ -4,6 +4,7 @@
 #include <string>
 #include <variant>
 
+#include "agent/cgroup.h"
 #include "agent/log.h"
 
 namespace loupe {
@@ -40,7 +41,8 @@ Pipeline::Pipeline(const PipelineOptions& options, ProcessTable& processes,
       linker_(WithSampler(options.linker, options.sampler), assembler_, &graph_,
               options.id_seed ^ 0x6c696e6bull),
       tracker_(options.tracker, linker_),
-      oom_(options.oom) {}
+      oom_(options.oom),
+      pods_(options.pods) {}
 
 void SpanRouter::Consume(Span&& span) {
   if (metrics_ != nullptr) metrics_->Record(span);
@@ -112,8 +114,20 @@ void Pipeline::OnOomEvent(std::span<const uint8_t> raw) {
   }
   if (event->header.ts_ns > latest_event_ns_) latest_event_ns_ = event->header.ts_ns;
   const OomKill kill = oom_.Report(*event);
-  const size_t kind = static_cast<size_t>(kill.kind);
-  if (kind < oom_kills_.size()) ++oom_kills_[kind];
+  // The victim's pod and container, when its cgroup names a container this
+  // node's pod list knows.
+  std::array<std::string, 4> labels = {std::string(OomKindName(kill.kind)), "", "", ""};
+  std::string cgroup_path = kill.victim_cgroup;
+  if ((cgroup_path.empty() || cgroup_path == "/") && kill.cgroup) cgroup_path = kill.cgroup->path;
+  const CgroupIdentity identity = ParseCgroupPath(cgroup_path);
+  if (pods_ != nullptr && !identity.container_id.empty()) {
+    if (auto match = pods_->LookupContainer(identity.container_id)) {
+      labels[1] = match->pod->namespace_name;
+      labels[2] = match->pod->pod_name;
+      labels[3] = match->container_name;
+    }
+  }
+  ++oom_kills_[labels];
   LogWarn(OomKillConsoleLine(kill));
 }
 

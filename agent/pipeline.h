@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "agent/kubernetes.h"
 #include "agent/oom.h"
 #include "agent/process_info.h"
 #include "agent/recording.h"
@@ -42,6 +44,8 @@ struct PipelineOptions {
   // OOM kills: what is read from cgroup files and /proc at the kill (a
   // replay sets read_host_facts = false).
   OomReporterOptions oom;
+  // The pods of this node (Kubernetes), naming OOM victims; may be null.
+  const PodCache* pods = nullptr;
 };
 
 // Where finished spans go: every span feeds the RED metrics, then the span
@@ -82,8 +86,9 @@ struct PipelineStats {
   size_t exchanges_pending = 0;  // held by the linker
   size_t connections_open = 0;
   size_t processes_known = 0;
-  // OOM kills seen, by kind (OomKind: unknown, cgroup, global).
-  std::array<uint64_t, 3> oom_kills{};
+  // OOM kills seen, by kind and the victim's pod: {kind, namespace, pod,
+  // container} -> count ("" where unknown).
+  std::map<std::array<std::string, 4>, uint64_t> oom_kills;
   // Process events seen (ProcessEventKind exec and exit).
   uint64_t process_execs = 0;
   uint64_t process_exits = 0;
@@ -131,7 +136,8 @@ class Pipeline {
   ContextLinker linker_;
   ConnTracker tracker_;
   OomReporter oom_;
-  std::array<uint64_t, 3> oom_kills_{};
+  std::map<std::array<std::string, 4>, uint64_t> oom_kills_;
+  const PodCache* pods_;
   // Exited processes still in the table: tgid -> exit time (ts_ns).
   absl::flat_hash_map<uint32_t, uint64_t> exited_;
   uint64_t process_execs_ = 0;

@@ -1,5 +1,8 @@
 #include "agent/self_telemetry.h"
 
+#include <array>
+#include <map>
+
 namespace loupe {
 
 namespace {
@@ -99,15 +102,20 @@ std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t) {
   Counter(out, "loupe_process_events_total",
           "Process lifecycle events: a new program (exec) or a process's end (exit).",
           static_cast<double>(p.process_exits), {{"kind", "exit"}});
-  for (size_t kind = 0; kind < p.oom_kills.size(); ++kind) {
-    // The k8s_* labels stay empty until pods are known (issue 7,
-    // Kubernetes metadata).
-    Counter(out, "loupe_oom_kills_total", "Processes killed by the kernel's OOM killer.",
-            static_cast<double>(p.oom_kills[kind]),
-            {{"k8s_namespace_name", ""},
-             {"k8s_pod_name", ""},
-             {"k8s_container_name", ""},
-             {"kind", std::string(OomKindName(static_cast<OomKind>(kind)))}});
+  {
+    // Every kind at least once (0 until a kill), then the kills by pod.
+    std::map<std::array<std::string, 4>, uint64_t> kills = p.oom_kills;
+    for (OomKind kind : {OomKind::kUnknown, OomKind::kCgroup, OomKind::kGlobal}) {
+      kills.try_emplace({std::string(OomKindName(kind)), "", "", ""}, 0);
+    }
+    for (const auto& [labels, count] : kills) {
+      Counter(out, "loupe_oom_kills_total", "Processes killed by the kernel's OOM killer.",
+              static_cast<double>(count),
+              {{"k8s_namespace_name", labels[1]},
+               {"k8s_pod_name", labels[2]},
+               {"k8s_container_name", labels[3]},
+               {"kind", labels[0]}});
+    }
   }
   {
     const LinkerStats& l = p.linker;

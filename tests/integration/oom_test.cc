@@ -414,8 +414,15 @@ TEST(OomAgentTest, KillIsLoggedCountedAndListed) {
   EXPECT_EQ(kill["cgroup"]["path"], cgroup->relative);
   EXPECT_EQ(kill["cgroup"]["limit_bytes"], kLimitBytes);
 
-  const std::vector<MetricSample> samples =
-      ParsePrometheusText(HttpGet(metrics_port, "/metrics").body);
+  // The counters are published by the decoding thread every 100 ms: the
+  // kill may be listed before it is counted.
+  std::vector<MetricSample> samples;
+  const auto counted_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  do {
+    samples = ParsePrometheusText(HttpGet(metrics_port, "/metrics").body);
+  } while (SumSamples(samples, "loupe_oom_kills_total", {{"kind", "cgroup"}}) != 1.0 &&
+           std::chrono::steady_clock::now() < counted_by &&
+           (std::this_thread::sleep_for(std::chrono::milliseconds(100)), true));
   EXPECT_EQ(SumSamples(samples, "loupe_oom_kills_total", {{"kind", "cgroup"}}), 1.0);
   EXPECT_EQ(SumSamples(samples, "loupe_oom_kills_total", {{"kind", "global"}}), 0.0);
   EXPECT_EQ(loupe->Stop(), 0);
