@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/log.h"
+#include "exporters/curl_handles.h"
 
 namespace loupe {
 namespace {
@@ -77,21 +78,6 @@ constexpr long kListTimeoutMs = 60000;
 constexpr size_t kMaxErrorBody = 4096;
 // A service-account token is a JWT of about a kilobyte.
 constexpr size_t kMaxTokenBytes = 64 * 1024;
-
-void CurlGlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-struct CurlSlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
-
-struct CurlEasyDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
 
 // What one GET hands to the callbacks and gets back from them.
 struct Transfer {

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "exporters/curl_handles.h"
 #include "exporters/otlp/rpc_status.h"
 #include "exporters/otlp/tls_files.h"
 
@@ -27,16 +28,6 @@ absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data
 // the rest of a large error page is read and discarded.
 constexpr size_t kMaxResponseBody = 16 * 1024;
 constexpr int64_t kMaxRetryAfterSeconds = 86400;
-
-struct CurlSlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
-
-struct CurlEasyDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
 
 // The part of one exchange the callbacks fill in.
 struct ResponseCapture {
@@ -108,12 +99,6 @@ bool IsPermanentCurlError(CURLcode code) {
     default:
       return false;
   }
-}
-
-void CurlGlobalInit() {
-  static std::once_flag once;
-  // Not thread-safe in general, hence once; never cleaned up (process lifetime).
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
 class HttpTransport : public OtlpTransport {
