@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -328,15 +327,6 @@ class LiveRun {
   std::optional<SampleBatch> sample_batch_;  // guarded by sample_mu_
 };
 
-// A /proc or cgroup file, at most 64 KiB; "" when unreadable.
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string out(64 * 1024, '\0');
-  in.read(out.data(), static_cast<std::streamsize>(out.size()));
-  out.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
-  return out;
-}
-
 void LiveRun::QueueResourceSample() {
   SampleBatch batch;
   absl::flat_hash_map<std::string, bool> seen;
@@ -377,7 +367,9 @@ void LiveRun::RunResourceSample() {
   if (!batch || sampler_ == nullptr) return;
   std::vector<ResourceSampler::Container> containers;
   for (const auto& [id, pid, resource] : batch->containers) {
-    const ProcCgroups cgroups = ParseProcCgroups(ReadSmallFile(absl::StrCat("/proc/", pid, "/cgroup")));
+    std::string text;
+    ReadBoundedFile(absl::StrCat("/proc/", pid, "/cgroup"), 64 * 1024, &text);
+    const ProcCgroups cgroups = ParseProcCgroups(text);
     ResourceSampler::Container c;
     c.key = id;
     c.resource = resource;

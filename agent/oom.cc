@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <iterator>
 #include <utility>
 
@@ -17,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "agent/process_info.h"
 #include "exporters/jsonl_exporter.h"
 
 namespace loupe {
@@ -33,12 +33,7 @@ constexpr size_t kMaxProcessCgroups = kMaxCgroupWalkDirs / 20;
 constexpr uint64_t kV1UnlimitedAtLeast = 1ull << 62;
 
 bool ReadSmallFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  out->resize(kMaxFileBytes);
-  in.read(out->data(), static_cast<std::streamsize>(kMaxFileBytes));
-  out->resize(static_cast<size_t>(in.gcount()));
-  return !in.bad();
+  return ReadBoundedFile(path, kMaxFileBytes, out);
 }
 
 std::optional<uint64_t> ParseU64(absl::string_view text) {

@@ -42,15 +42,6 @@ constexpr size_t kMaxCachedUserNames = 1024;
 // getpwuid_r's buffer grows on ERANGE up to this.
 constexpr size_t kMaxPasswdBufferBytes = 1024 * 1024;
 
-bool ReadFile(const std::string& path, size_t max_bytes, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  out->resize(max_bytes);
-  in.read(out->data(), static_cast<std::streamsize>(max_bytes));
-  out->resize(static_cast<size_t>(in.gcount()));
-  return true;
-}
-
 bool ParseU64(std::string_view text, uint64_t* value) {
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
   return ec == std::errc() && end == text.data() + text.size();
@@ -134,7 +125,7 @@ HostFacts CachedHostFacts(const std::string& proc_root) {
   }
   HostFacts facts;
   std::string proc_stat;
-  if (ReadFile(absl::StrCat(proc_root, "/stat"), kMaxProcStatBytes, &proc_stat)) {
+  if (ReadBoundedFile(absl::StrCat(proc_root, "/stat"), kMaxProcStatBytes, &proc_stat)) {
     facts.boot_time_unix_s = BootTimeFromProcStat(proc_stat);
   }
   facts.mounts = ReadCgroupMounts(proc_root);
@@ -175,6 +166,15 @@ std::string PercentDecode(absl::string_view in) {
 }
 
 }  // namespace
+
+bool ReadBoundedFile(const std::string& path, size_t max_bytes, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out->resize(max_bytes);
+  in.read(out->data(), static_cast<std::streamsize>(max_bytes));
+  out->resize(static_cast<size_t>(in.gcount()));
+  return !in.bad();
+}
 
 std::string ServiceNameFromEnviron(std::string_view environ_block) {
   // absl's string_view is not std::string_view in Debian's abseil build.
@@ -273,7 +273,7 @@ ProcessInfo ReadProcessInfo(const std::string& proc_root, uint32_t tgid, std::st
     info.from_proc = true;
   }
   std::string comm_file;
-  if (ReadFile(absl::StrCat(dir, "/comm"), 64, &comm_file)) {
+  if (ReadBoundedFile(absl::StrCat(dir, "/comm"), 64, &comm_file)) {
     comm_file = std::string(absl::StripTrailingAsciiWhitespace(comm_file));
     if (!comm_file.empty()) {
       info.comm = comm_file;
@@ -281,23 +281,23 @@ ProcessInfo ReadProcessInfo(const std::string& proc_root, uint32_t tgid, std::st
     }
   }
   std::string environ_block;
-  if (ReadFile(absl::StrCat(dir, "/environ"), kMaxEnvironBytes, &environ_block)) {
+  if (ReadBoundedFile(absl::StrCat(dir, "/environ"), kMaxEnvironBytes, &environ_block)) {
     info.service_name = ServiceNameFromEnviron(environ_block);
   }
   std::string text;
-  if (ReadFile(absl::StrCat(dir, "/cmdline"), kMaxCmdlineBytes + 2, &text)) {
+  if (ReadBoundedFile(absl::StrCat(dir, "/cmdline"), kMaxCmdlineBytes + 2, &text)) {
     info.cmdline = CmdlineFromProc(text);
   }
-  if (ReadFile(absl::StrCat(dir, "/status"), kMaxStatusBytes, &text) &&
+  if (ReadBoundedFile(absl::StrCat(dir, "/status"), kMaxStatusBytes, &text) &&
       EffectiveUidFromStatus(text, &info.uid)) {
     info.owner = OwnerName(info.uid);
   }
   const HostFacts host = CachedHostFacts(proc_root);
-  if (ReadFile(absl::StrCat(dir, "/stat"), kMaxStatBytes, &text)) {
+  if (ReadBoundedFile(absl::StrCat(dir, "/stat"), kMaxStatBytes, &text)) {
     info.start_time_unix_ns =
         StartTimeFromStat(text, host.boot_time_unix_s, sysconf(_SC_CLK_TCK));
   }
-  if (ReadFile(absl::StrCat(dir, "/cgroup"), kMaxCgroupFileBytes, &text)) {
+  if (ReadBoundedFile(absl::StrCat(dir, "/cgroup"), kMaxCgroupFileBytes, &text)) {
     const ProcCgroups cgroups = ParseProcCgroups(text);
     info.cgroup_path = cgroups.primary();
     if (!cgroups.unified.empty()) info.cgroup_id = CgroupId(host.mounts.unified, cgroups.unified);

@@ -51,6 +51,10 @@ struct ProcessInfo {
 inline constexpr size_t kMaxCmdlineBytes = 4096;
 inline constexpr std::string_view kCmdlineCutMarker = " [...]";
 
+// Reads at most `max_bytes` of a /proc or cgroup file into *out; false when
+// it cannot be opened or read.
+bool ReadBoundedFile(const std::string& path, size_t max_bytes, std::string* out);
+
 // Reads /proc/<tgid>. A process that already exited yields from_proc=false
 // and keeps the comm it was given. Every read is bounded, a missing or
 // malformed file only leaves its fields unknown. User names, the boot time
