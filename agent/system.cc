@@ -1,9 +1,7 @@
 #include "agent/system.h"
 
-#include <linux/capability.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,37 +13,12 @@ namespace loupe {
 
 namespace {
 
-// Not in older uapi headers.
-constexpr int kCapPerfmon = 38;
-constexpr int kCapBpf = 39;
-
-bool HasCapability(const __user_cap_data_struct (&data)[2], int cap) {
-  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
-}
-
 bool IsDir(const std::string& path) {
   struct stat st{};
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 }  // namespace
-
-absl::Status CheckPrivileges() {
-  __user_cap_header_struct header{};
-  header.version = _LINUX_CAPABILITY_VERSION_3;
-  header.pid = 0;
-  __user_cap_data_struct data[2] = {};
-  if (syscall(SYS_capget, &header, data) != 0) {
-    return absl::InternalError(
-        absl::StrCat("could not read this process's capabilities: ", std::strerror(errno)));
-  }
-  const bool sys_admin = HasCapability(data, CAP_SYS_ADMIN);
-  const bool bpf_and_perfmon = HasCapability(data, kCapBpf) && HasCapability(data, kCapPerfmon);
-  if (sys_admin || bpf_and_perfmon) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      "loupe needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load its eBPF programs: run it "
-      "as root, or replay a recording with --replay FILE, which needs no privileges");
-}
 
 absl::Status EnsureTracefs(std::string* events_dir, bool* mounted) {
   *mounted = false;

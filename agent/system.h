@@ -8,11 +8,6 @@
 
 namespace loupe {
 
-// OK when the effective capabilities allow loading and attaching BPF
-// tracing programs (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); otherwise a
-// PermissionDenied status whose message is one sentence saying which.
-absl::Status CheckPrivileges();
-
 // Returns the tracefs directory with syscall events, mounting tracefs at
 // /sys/kernel/tracing when no tracefs is mounted (libbpf resolves
 // tracepoint ids through it). Sets *mounted when it had to mount it.
