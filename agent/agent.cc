@@ -25,6 +25,7 @@
 #include "agent/kubernetes.h"
 #include "agent/log.h"
 #include "agent/pipeline.h"
+#include "agent/privileges.h"
 #include "agent/process_info.h"
 #include "agent/recording.h"
 #include "agent/resource_usage.h"
@@ -84,12 +85,14 @@ struct Outputs {
   FanoutExporter spans;
   OtlpSpanExporter* otlp_spans = nullptr;  // owned by `spans`
   std::unique_ptr<OtlpMetricExporter> otlp_metrics;
+  std::unique_ptr<OtlpLogExporter> otlp_logs;  // OOM kills
   std::unique_ptr<MetricsHttpServer> http;
 
   // Delivers what the OTLP exporters hold (bounded) and stops them.
   void Shutdown() {
     http.reset();
     if (otlp_spans != nullptr) otlp_spans->Shutdown(kExportShutdownDeadline);
+    if (otlp_logs) otlp_logs->Shutdown(kExportShutdownDeadline);
     if (otlp_metrics) otlp_metrics->Shutdown(kExportShutdownDeadline);
   }
   ~Outputs() {
@@ -121,6 +124,17 @@ absl::Status BuildOutputs(const AgentConfig& config, Outputs* out) {
     LogInfo("exporting traces over OTLP ", ProtocolName(t.endpoint.protocol), " to ",
             t.endpoint.endpoint);
   }
+  if (config.otlp_logs) {
+    const OtlpLogsConfig& l = *config.otlp_logs;
+    auto transport = MakeOtlpTransport(OtlpSignal::kLogs, l.endpoint);
+    if (!transport.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("OTLP logs: ", transport.status().message()));
+    }
+    out->otlp_logs =
+        std::make_unique<OtlpLogExporter>(l.batch, std::move(*transport), &LogExportProblem);
+    LogInfo("exporting log records (OOM kills) over OTLP ", ProtocolName(l.endpoint.protocol),
+            " to ", l.endpoint.endpoint);
+  }
   if (!config.metrics_listen.empty() || config.otlp_metrics) {
     MetricsOptions options;
     options.max_series = config.max_series;
@@ -149,6 +163,8 @@ TrackerOptions MakeTrackerOptions(const AgentConfig& config) {
   t.decoder.capture_url_query = config.capture_url_query;
   t.decoder.sanitize_sql = config.sanitize_sql;
   t.decoder.redis_capture_key = config.redis_capture_key;
+  t.decoder.http_capture = std::make_shared<const HttpCapture>(HttpCapture::Settings{
+      config.capture_headers, config.redact_headers, config.redact_query_params});
   return t;
 }
 
@@ -236,6 +252,7 @@ int RunReplay(const AgentConfig& config) {
   // say nothing about recorded OOM kills.
   options.oom.read_host_facts = false;
   options.oom.realtime_offset_ns = header.realtime_offset_ns;
+  options.logs = outputs.otlp_logs.get();
   Pipeline pipeline(options, processes, outputs.spans, nullptr);
   LogInfo("replaying ", config.replay_path, " (recorded on ", header.host_name, ")");
 
@@ -304,6 +321,8 @@ class LiveRun {
   std::unique_ptr<RecordingWriter> recorder_;
   std::unique_ptr<PodCache> pods_;
   std::unique_ptr<PodWatcher> pod_watcher_;  // declared after pods_: stops first
+  // Containers' recent memory: written by the sampler, read for OOM kills.
+  MemoryHistory memory_history_;
   std::unique_ptr<ProcessTable> processes_;
   Outputs outputs_;
   std::unique_ptr<Pipeline> pipeline_;
@@ -530,6 +549,7 @@ std::vector<SelfMetric> LiveRun::SelfMetrics() {
     t.metric_points_exported = m.points_exported;
     t.metric_exports_failed = m.exports_failed;
   }
+  if (outputs_.otlp_logs) t.logs = outputs_.otlp_logs->stats();
   return ToSelfMetrics(t);
 }
 
@@ -542,7 +562,7 @@ KernelView LiveRun::ReadKernelView() {
 }
 
 int LiveRun::Run() {
-  if (absl::Status s = CheckPrivileges(); !s.ok()) {
+  if (absl::Status s = CheckStartupPrivileges(config_); !s.ok()) {
     LogError(s.message());
     return 1;
   }
@@ -607,17 +627,24 @@ int LiveRun::Run() {
   options.metrics = outputs_.metrics.get();
   options.oom.realtime_offset_ns = realtime_offset;
   options.pods = pods_.get();
+  options.logs = outputs_.otlp_logs.get();
+  options.memory_history = &memory_history_;
   pipeline_ = std::make_unique<Pipeline>(options, *processes_, outputs_.spans, recorder_.get());
   if (outputs_.metrics && config_.resource_interval_s > 0) {
-    sampler_ = std::make_unique<ResourceSampler>(*outputs_.metrics);
+    ResourceSamplerOptions sampler_options;
+    sampler_options.memory_history = &memory_history_;
+    sampler_ = std::make_unique<ResourceSampler>(*outputs_.metrics, sampler_options);
     cgroup_mounts_ = ReadCgroupMounts("/proc");
     host_ = host;
   }
 
   if (!config_.metrics_listen.empty()) {
-    auto server = MetricsHttpServer::Start(
-        config_.metrics_listen, *outputs_.metrics, [this] { return SelfMetrics(); },
-        [this] { return ready_.load(); });
+    // Its request threads are created already reduced (agent/privileges.h).
+    auto server = RunWithServingPrivileges(config_, [this] {
+      return MetricsHttpServer::Start(
+          config_.metrics_listen, *outputs_.metrics, [this] { return SelfMetrics(); },
+          [this] { return ready_.load(); });
+    });
     if (!server.ok()) {
       LogError(server.status().message(),
                " (choose another address with --metrics-listen, or 'off')");
@@ -666,6 +693,8 @@ int LiveRun::Run() {
   for (const HookStatus& hook : capture_->hooks()) {
     if (!hook.attached) LogWarn("hook ", hook.tracepoint, " is off: ", hook.error);
   }
+  // Attached, tracefs mounted, the listener bound: what is left needs little.
+  DropPrivilegesAfterStart(config_);
   std::string scope = "all processes";
   if (!config_.pids.empty()) scope = absl::StrCat("pids ", absl::StrJoin(config_.pids, ","));
   if (!config_.ports.empty()) absl::StrAppend(&scope, ", ports ", absl::StrJoin(config_.ports, ","));

@@ -155,6 +155,58 @@ absl::Status ParseList(const Source& source, absl::string_view value,
   return absl::OkStatus();
 }
 
+// Adds the comma-separated header names of `value` to `out`, lower case,
+// each once.
+absl::Status AddHeaderNames(const Source& source, absl::string_view value,
+                            std::vector<std::string>* out) {
+  for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+    const absl::string_view name = absl::StripAsciiWhitespace(part);
+    if (!IsHeaderFieldName(std::string_view(name.data(), name.size()))) {
+      return Invalid(source, value,
+                     absl::StrCat("'", name, "' is not a header name (1 to ",
+                                  kMaxConfiguredNameBytes,
+                                  " letters, digits or !#$%&'*+-.^_`|~)"));
+    }
+    std::string lower = absl::AsciiStrToLower(name);
+    if (std::find(out->begin(), out->end(), lower) == out->end()) out->push_back(std::move(lower));
+  }
+  return absl::OkStatus();
+}
+
+// The same for query parameter names; "none" drops the names before it,
+// the default ones included.
+absl::Status AddQueryParamNames(const Source& source, absl::string_view value,
+                                std::vector<std::string>* out) {
+  for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+    const absl::string_view name = absl::StripAsciiWhitespace(part);
+    std::string lower = absl::AsciiStrToLower(name);
+    if (lower == "none") {
+      out->clear();
+      continue;
+    }
+    if (!IsQueryParamName(std::string_view(name.data(), name.size()))) {
+      return Invalid(source, value,
+                     absl::StrCat("'", name, "' is not a query parameter name (1 to ",
+                                  kMaxConfiguredNameBytes,
+                                  " visible ASCII characters other than & ; = #)"));
+    }
+    if (std::find(out->begin(), out->end(), lower) == out->end()) out->push_back(std::move(lower));
+  }
+  return absl::OkStatus();
+}
+
+const char* DefaultQueryParamsText() {
+  static const std::string text = [] {
+    std::string out;
+    for (const std::string_view name : DefaultRedactedQueryParams()) {
+      if (!out.empty()) out.push_back(',');
+      out.append(name);
+    }
+    return out;
+  }();
+  return text.c_str();
+}
+
 absl::Status SetString(absl::string_view v, const Source& source, std::string* out,
                        absl::string_view what) {
   if (v.empty()) return Invalid(source, v, absl::StrCat("expected ", what));
@@ -218,8 +270,9 @@ const std::vector<Flag>& Flags() {
        }},
       // --- OpenTelemetry ---------------------------------------------------
       {"otlp-endpoint", "URL", "none",
-       "send traces and metrics over OTLP to this collector (gRPC: http://host:4317; "
-       "http/protobuf: http://host:4318, /v1/traces and /v1/metrics are appended)",
+       "send traces, metrics and log records over OTLP to this collector (gRPC: "
+       "http://host:4317; http/protobuf: http://host:4318, /v1/traces, /v1/metrics and "
+       "/v1/logs are appended)",
        "OpenTelemetry",
        [](AgentConfig& c, absl::string_view v, const Source& s) {
          return SetString(v, s, &c.otlp.endpoint, "a URL");
@@ -237,6 +290,13 @@ const std::vector<Flag>& Flags() {
          return SetString(v, s, &c.otlp.metrics_endpoint, "a URL");
        },
        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"},
+      {"otlp-logs-endpoint", "URL", "none",
+       "OTLP endpoint for log records (OOM kills) only, used as given (no path appended)",
+       "OpenTelemetry",
+       [](AgentConfig& c, absl::string_view v, const Source& s) {
+         return SetString(v, s, &c.otlp.logs_endpoint, "a URL");
+       },
+       "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"},
       {"otlp-protocol", "PROTOCOL", "http/protobuf", "grpc or http/protobuf", "OpenTelemetry",
        [](AgentConfig& c, absl::string_view v, const Source& s) {
          return ParseProtocol(s, v, &c.otlp.protocol);
@@ -322,6 +382,14 @@ const std::vector<Flag>& Flags() {
          return ParseList(s, v, {"otlp", "prometheus", "none"}, &c.otlp.metrics_exporters);
        },
        "OTEL_METRICS_EXPORTER"},
+      {"logs-exporter", "LIST", "otlp with an endpoint, else none",
+       "where log records of diagnosed events (OOM kills) go: otlp, none; the console "
+       "line is always logged",
+       "OpenTelemetry",
+       [](AgentConfig& c, absl::string_view v, const Source& s) {
+         return ParseList(s, v, {"otlp", "none"}, &c.otlp.logs_exporters);
+       },
+       "OTEL_LOGS_EXPORTER"},
       {"traces-sampler", "NAME", "parentbased_always_on",
        "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, "
        "parentbased_traceidratio (metrics always count every request)",
@@ -402,6 +470,40 @@ const std::vector<Flag>& Flags() {
          c.capture_url_query = true;
          return absl::OkStatus();
        }},
+      {"capture-headers", "NAME[,NAME...]", "none",
+       absl::StrCat(
+           "record these request and response headers on HTTP spans as "
+           "http.request.header.NAME and http.response.header.NAME (gRPC: "
+           "rpc.grpc.request.metadata.NAME, ...): one string, several values joined with ', ', "
+           "at most ",
+           kMaxCapturedValueBytes, " bytes; at most ", kMaxCapturedHeaders,
+           " names; redacted headers only as REDACTED (repeatable)"),
+       "Capture",
+       [](AgentConfig& c, absl::string_view v, const Source& s) {
+         if (absl::Status st = AddHeaderNames(s, v, &c.capture_headers); !st.ok()) return st;
+         if (c.capture_headers.size() > kMaxCapturedHeaders) {
+           return Invalid(s, v, absl::StrCat("at most ", kMaxCapturedHeaders, " header names"));
+         }
+         return absl::OkStatus();
+       },
+       "LOUPE_CAPTURE_HEADERS"},
+      {"redact-headers", "NAME[,NAME...]", "authorization,proxy-authorization,cookie,set-cookie",
+       "captured headers whose value is recorded as REDACTED, added to the default ones, which "
+       "are always redacted (repeatable)",
+       "Capture",
+       [](AgentConfig& c, absl::string_view v, const Source& s) {
+         return AddHeaderNames(s, v, &c.redact_headers);
+       },
+       "LOUPE_REDACT_HEADERS"},
+      {"redact-query-params", "NAME[,NAME...]", DefaultQueryParamsText(),
+       "query parameters whose value becomes REDACTED in url.query, matched "
+       "case-insensitively; added to the default list, 'none' drops the names before it "
+       "(repeatable)",
+       "Capture",
+       [](AgentConfig& c, absl::string_view v, const Source& s) {
+         return AddQueryParamNames(s, v, &c.redact_query_params);
+       },
+       "LOUPE_REDACT_QUERY_PARAMS"},
       {"no-sanitize-sql", nullptr, "sanitized",
        "record SQL statements with their literals (values, possibly secrets) instead of '?'",
        "Capture",
@@ -439,7 +541,8 @@ const std::vector<Flag>& Flags() {
       // --- Recording -------------------------------------------------------
       {"record", "FILE", "off",
        "also write the raw kernel events and process metadata to FILE, for --replay and bug "
-       "reports",
+       "reports; it holds payload bytes as sent, secrets included (nothing is redacted): "
+       "treat it as sensitive",
        "Recording",
        [](AgentConfig& c, absl::string_view v, const Source& s) {
          return SetString(v, s, &c.record_path, "a file path");
@@ -475,11 +578,28 @@ const Flag* FindFlag(absl::string_view name) {
   return nullptr;
 }
 
+// Whether the command line gives flag `name`. Its variable is then not read
+// at all, so that a repeatable flag's values replace the variable's instead
+// of adding to them.
+bool GivenOnCommandLine(int argc, const char* const* argv, absl::string_view name) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, "--")) continue;
+    const size_t eq = arg.find('=');
+    const absl::string_view flag = arg.substr(0, eq);
+    if (flag == name) return true;
+    // A separate value is not a flag, even one that looks like it.
+    const Flag* f = FindFlag(flag);
+    if (f != nullptr && f->arg != nullptr && eq == absl::string_view::npos) ++i;
+  }
+  return false;
+}
+
 // Per-signal variables, which exist only in the environment; they take
 // precedence over the generic OTEL_EXPORTER_OTLP_* value unless the generic
 // setting was given as a flag.
 struct SignalVariable {
-  const char* suffix;  // after OTEL_EXPORTER_OTLP_{TRACES,METRICS}_
+  const char* suffix;  // after OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_
   const char* generic_flag;
   const char* help;
 };
@@ -568,8 +688,23 @@ absl::StatusOr<OtlpEndpointConfig> ResolveSignal(const AgentConfig& c, OtlpSigna
   out.certificate_file = in.certificate_file;
   out.client_key_file = in.client_key_file;
   out.client_certificate_file = in.client_certificate_file;
-  const std::string prefix = signal == OtlpSignal::kTraces ? "OTEL_EXPORTER_OTLP_TRACES_"
-                                                           : "OTEL_EXPORTER_OTLP_METRICS_";
+  std::string prefix = "OTEL_EXPORTER_OTLP_TRACES_";
+  const std::string* specific_endpoint = &in.traces_endpoint;
+  const char* path = "v1/traces";
+  switch (signal) {
+    case OtlpSignal::kTraces:
+      break;
+    case OtlpSignal::kMetrics:
+      prefix = "OTEL_EXPORTER_OTLP_METRICS_";
+      specific_endpoint = &in.metrics_endpoint;
+      path = "v1/metrics";
+      break;
+    case OtlpSignal::kLogs:
+      prefix = "OTEL_EXPORTER_OTLP_LOGS_";
+      specific_endpoint = &in.logs_endpoint;
+      path = "v1/logs";
+      break;
+  }
   for (const SignalVariable& var : kSignalVariables) {
     if (flags_given.count(var.generic_flag) != 0) continue;
     const std::string name = prefix + var.suffix;
@@ -596,9 +731,7 @@ absl::StatusOr<OtlpEndpointConfig> ResolveSignal(const AgentConfig& c, OtlpSigna
     }
     if (!s.ok()) return s;
   }
-  const std::string& specific =
-      signal == OtlpSignal::kTraces ? in.traces_endpoint : in.metrics_endpoint;
-  const char* path = signal == OtlpSignal::kTraces ? "v1/traces" : "v1/metrics";
+  const std::string& specific = *specific_endpoint;
   if (!specific.empty()) {
     out.endpoint = specific;  // used as given (specification)
   } else {
@@ -641,6 +774,8 @@ absl::Status Resolve(AgentConfig& c, const Environment& env,
     metrics.push_back("prometheus");
     if (!in.endpoint.empty() || !in.metrics_endpoint.empty()) metrics.push_back("otlp");
   }
+  std::vector<std::string> logs = in.logs_exporters;
+  if (logs.empty() && (!in.endpoint.empty() || !in.logs_endpoint.empty())) logs.push_back("otlp");
   if (!c.console_set) c.console = Contains(traces, "console");
   if (c.jsonl_path == "-" && !c.console_set) c.console = false;
   if (!Contains(metrics, "prometheus")) c.metrics_listen.clear();
@@ -665,6 +800,16 @@ absl::Status Resolve(AgentConfig& c, const Environment& env,
     m.retry_deadline = std::min(in.metric_export_timeout, in.metric_export_interval);
     c.otlp_metrics = m;
   }
+  if (Contains(logs, "otlp")) {
+    absl::StatusOr<OtlpEndpointConfig> endpoint =
+        ResolveSignal(c, OtlpSignal::kLogs, env, flags_given);
+    if (!endpoint.ok()) return endpoint.status();
+    OtlpLogsConfig l;
+    l.endpoint = *endpoint;
+    // OOM kills are rare: the span batching defaults suit them (the
+    // OTEL_BLRP_* variables are not read).
+    c.otlp_logs = l;
+  }
   return absl::OkStatus();
 }
 
@@ -679,7 +824,7 @@ absl::StatusOr<AgentConfig> ParseFlags(int argc, const char* const* argv,
   AgentConfig config;
   // Environment first, so that flags override it.
   for (const Flag& flag : Flags()) {
-    if (flag.env == nullptr) continue;
+    if (flag.env == nullptr || GivenOnCommandLine(argc, argv, flag.name)) continue;
     const char* value = env(flag.env);
     if (value == nullptr) continue;
     if (flag.arg == nullptr) {
@@ -744,8 +889,9 @@ std::string HelpText() {
   std::string out = absl::StrCat(
       "Usage: loupe [FLAGS]\n\n"
       "Loupe traces every process on this host through eBPF syscall tracepoints and turns\n"
-      "the HTTP/1.x exchanges it sees into OpenTelemetry spans and RED metrics, with no\n"
-      "change to the applications. Live tracing needs root (CAP_BPF and CAP_PERFMON, or\n"
+      "the HTTP/1.x, HTTP/2, gRPC, PostgreSQL, MySQL and Redis exchanges it sees into\n"
+      "OpenTelemetry spans and RED metrics, with no change to the applications, and\n"
+      "reports OOM kills. Live tracing needs root (CAP_BPF and CAP_PERFMON, or\n"
       "CAP_SYS_ADMIN). A flag overrides the environment variable shown after it.\n");
   std::string_view section;
   for (const Flag& f : Flags()) {
@@ -762,7 +908,8 @@ std::string HelpText() {
   }
   absl::StrAppend(&out, "\nEnvironment only:\n");
   for (const SignalVariable& var : kSignalVariables) {
-    absl::StrAppend(&out, "  OTEL_EXPORTER_OTLP_{TRACES,METRICS}_", var.suffix, ": ", var.help,
+    absl::StrAppend(&out, "  OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_", var.suffix, ": ",
+                    var.help,
                     " for one signal (overrides the generic variable)\n");
   }
   for (const EnvOnlyVariable& var : kEnvOnly) {

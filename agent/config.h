@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/log.h"
+#include "decoders/model/http_capture.h"
 #include "decoders/model/sampler.h"
 #include "exporters/otlp/otlp_config.h"
 
@@ -30,6 +31,7 @@ struct OtlpInputs {
   std::string endpoint;          // OTEL_EXPORTER_OTLP_ENDPOINT / --otlp-endpoint
   std::string traces_endpoint;   // ..._TRACES_ENDPOINT
   std::string metrics_endpoint;  // ..._METRICS_ENDPOINT
+  std::string logs_endpoint;     // ..._LOGS_ENDPOINT
   OtlpProtocol protocol = OtlpProtocol::kHttpProtobuf;
   std::vector<std::pair<std::string, std::string>> headers;
   std::chrono::milliseconds timeout{10000};
@@ -44,9 +46,11 @@ struct OtlpInputs {
   OtlpBatchConfig batch;
   std::string sampler_name = "parentbased_always_on";
   std::string sampler_arg;
-  // OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER, empty when not given.
+  // OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER / OTEL_LOGS_EXPORTER,
+  // empty when not given.
   std::vector<std::string> traces_exporters;
   std::vector<std::string> metrics_exporters;
+  std::vector<std::string> logs_exporters;
 };
 
 struct AgentConfig {
@@ -67,6 +71,13 @@ struct AgentConfig {
   bool capture_url_query = false;
   bool sanitize_sql = true;
   bool redis_capture_key = false;
+  // HTTP header values recorded on spans, header names recorded only as
+  // REDACTED (beyond kAlwaysRedactedHeaders), and query parameters redacted
+  // in url.query; names in lower case, each once (decoders/model/http_capture.h).
+  std::vector<std::string> capture_headers;
+  std::vector<std::string> redact_headers;
+  std::vector<std::string> redact_query_params = std::vector<std::string>(
+      DefaultRedactedQueryParams().begin(), DefaultRedactedQueryParams().end());
   uint32_t max_connections = 16384;
   std::vector<std::string> skip_hooks;  // tracepoint names, e.g. sys_enter_readv
   // Recording
@@ -82,6 +93,7 @@ struct AgentConfig {
   SamplerConfig sampler;
   std::optional<OtlpTracesConfig> otlp_traces;    // set when traces go to OTLP
   std::optional<OtlpMetricsConfig> otlp_metrics;  // set when metrics go to OTLP
+  std::optional<OtlpLogsConfig> otlp_logs;        // set when log records go to OTLP
 
   bool show_help = false;
   bool show_version = false;

@@ -327,6 +327,7 @@ void PodCache::Apply(PodEventType type, PodMetadata pod) {
   } else {
     InsertLocked(std::move(pod));
   }
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void PodCache::Replace(std::vector<PodMetadata> pods) {
@@ -335,6 +336,7 @@ void PodCache::Replace(std::vector<PodMetadata> pods) {
   containers_.clear();
   order_.clear();
   for (PodMetadata& pod : pods) InsertLocked(std::move(pod));
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::optional<PodCache::ContainerMatch> PodCache::LookupContainer(

@@ -111,6 +111,9 @@ class PodCache {
 
   size_t size() const;
   uint64_t evictions() const;
+  // Grows with every change (Apply, Replace): a reader that found no pod for
+  // a container can tell cheaply whether asking again may help.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
   // service.name for a container of `pod`: the label app.kubernetes.io/name,
   // else the label app, else the workload's name (deployment, statefulset,
@@ -138,6 +141,7 @@ class PodCache {
   std::map<uint64_t, std::string> order_ ABSL_GUARDED_BY(mu_);  // sequence -> pod UID
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> generation_{0};
 };
 
 inline constexpr char kServiceAccountTokenPath[] =

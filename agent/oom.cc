@@ -414,8 +414,139 @@ std::string OomKillJson(const OomKill& k) {
     AppendJsonString(out, p.comm);
     absl::StrAppend(&out, ",\"rss_bytes\":", p.rss_bytes, "}");
   }
-  out.append("]}");
+  out.append("],");
+  const auto string_or_null = [&out](const std::string& value) {
+    if (value.empty()) {
+      out.append("null");
+    } else {
+      AppendJsonString(out, value);
+    }
+  };
+  AppendKey(out, "service_name");
+  string_or_null(k.service_name);
+  out.push_back(',');
+  AppendKey(out, "container");
+  if (k.container_id.empty()) {
+    out.append("null");
+  } else {
+    out.push_back('{');
+    const std::pair<std::string_view, const std::string*> fields[] = {
+        {"id", &k.container_id},
+        {"k8s_namespace_name", &k.k8s_namespace},
+        {"k8s_pod_name", &k.k8s_pod},
+        {"k8s_container_name", &k.k8s_container},
+        {"k8s_workload_kind", &k.k8s_workload_kind},
+        {"k8s_workload", &k.k8s_workload},
+    };
+    first = true;
+    for (const auto& [key, value] : fields) {
+      if (!first) out.push_back(',');
+      first = false;
+      AppendKey(out, key);
+      string_or_null(*value);
+    }
+    out.push_back('}');
+  }
+  out.append(",\"memory_trend\":[");
+  first = true;
+  for (const MemorySample& m : k.memory_trend) {
+    if (!first) out.push_back(',');
+    first = false;
+    absl::StrAppend(&out, "{\"time_unix_nano\":", m.time_unix_ns,
+                    ",\"usage_bytes\":", m.usage_bytes, ",\"working_set_bytes\":");
+    AppendOptional(out, m.working_set_bytes);
+    out.append(",\"limit_bytes\":");
+    AppendOptional(out, m.limit_bytes);
+    out.push_back('}');
+  }
+  out.append("],\"requests_in_flight\":");
+  if (k.exit_seen) {
+    absl::StrAppend(&out, k.requests_in_flight);
+  } else {
+    out.append("null");
+  }
+  out.push_back('}');
   return out;
+}
+
+LogRecord OomKillLogRecord(const OomKill& k, std::shared_ptr<const Resource> resource,
+                           uint64_t observed_unix_ns) {
+  LogRecord r;
+  r.time_unix_ns = k.time_unix_ns;
+  r.observed_time_unix_ns = observed_unix_ns;
+  r.severity = Severity::kWarn;
+  r.severity_text = "WARN";
+  r.event_name = "loupe.oom_kill";
+  r.body = OomKillConsoleLine(k);
+  r.resource = std::move(resource);
+  Attributes& a = r.attributes;
+  const auto set_int = [&a](std::string_view key, uint64_t value) {
+    a.Set(key, static_cast<int64_t>(value));
+  };
+  const auto set_optional = [&](std::string_view key, const std::optional<uint64_t>& value) {
+    if (value) set_int(key, *value);
+  };
+  const auto set_string = [&a](std::string_view key, const std::string& value) {
+    if (!value.empty()) a.Set(key, value);
+  };
+  set_int("process.pid", k.victim_pid);
+  set_string("process.executable.name", k.victim_comm);
+  set_int("process.user.id", k.victim_uid);
+  a.Set("loupe.oom.kind", std::string(OomKindName(k.kind)));
+  a.Set("loupe.oom.kind_source", std::string(OomKindSourceName(k.kind_source)));
+  a.Set("loupe.oom.score_adj", static_cast<int64_t>(k.oom_score_adj));
+  set_int("loupe.oom.total_vm_bytes", k.total_vm_kb * 1024);
+  set_int("loupe.oom.anon_rss_bytes", k.anon_rss_kb * 1024);
+  set_int("loupe.oom.file_rss_bytes", k.file_rss_kb * 1024);
+  set_int("loupe.oom.shmem_rss_bytes", k.shmem_rss_kb * 1024);
+  set_int("loupe.oom.pgtables_bytes", k.pgtables_kb * 1024);
+  set_int("loupe.oom.trigger.pid", k.trigger_pid);
+  set_string("loupe.oom.trigger.name", k.trigger_comm);
+  if (k.cgroup) {
+    set_string("loupe.oom.cgroup.path", k.cgroup->path);
+    set_int("loupe.oom.cgroup.version", static_cast<uint64_t>(k.cgroup->version));
+    set_optional("loupe.oom.cgroup.limit_bytes", k.cgroup->limit_bytes);
+    set_optional("loupe.oom.cgroup.usage_bytes", k.cgroup->usage_bytes);
+    set_optional("loupe.oom.cgroup.peak_bytes", k.cgroup->peak_bytes);
+  } else {
+    set_string("loupe.oom.cgroup.path", k.victim_cgroup);
+  }
+  if (k.kernel_memcg_limit_bytes != 0) {
+    set_int("loupe.oom.kernel.memcg_limit_bytes", k.kernel_memcg_limit_bytes);
+    set_int("loupe.oom.kernel.memcg_usage_bytes", k.kernel_memcg_usage_bytes);
+  }
+  set_string("container.id", k.container_id);
+  set_string("k8s.namespace.name", k.k8s_namespace);
+  set_string("k8s.pod.name", k.k8s_pod);
+  set_string("k8s.container.name", k.k8s_container);
+  if (!k.k8s_workload_kind.empty() && !k.k8s_workload.empty()) {
+    a.Set(absl::StrCat("k8s.", k.k8s_workload_kind, ".name"), k.k8s_workload);
+  }
+  if (k.exit_seen) set_int("loupe.oom.requests_in_flight", k.requests_in_flight);
+  if (!k.top_processes.empty()) {
+    AttributeList& list = r.lists.emplace_back();
+    list.key = "loupe.oom.top_processes";
+    for (const ProcessRss& p : k.top_processes) {
+      Attributes& item = list.items.emplace_back();
+      item.Set("process.pid", static_cast<int64_t>(p.pid));
+      item.Set("process.executable.name", p.comm);
+      item.Set("rss_bytes", static_cast<int64_t>(p.rss_bytes));
+    }
+  }
+  if (!k.memory_trend.empty()) {
+    AttributeList& list = r.lists.emplace_back();
+    list.key = "loupe.oom.memory_trend";
+    for (const MemorySample& m : k.memory_trend) {
+      Attributes& item = list.items.emplace_back();
+      item.Set("time_unix_nano", static_cast<int64_t>(m.time_unix_ns));
+      item.Set("usage_bytes", static_cast<int64_t>(m.usage_bytes));
+      if (m.working_set_bytes) {
+        item.Set("working_set_bytes", static_cast<int64_t>(*m.working_set_bytes));
+      }
+      if (m.limit_bytes) item.Set("limit_bytes", static_cast<int64_t>(*m.limit_bytes));
+    }
+  }
+  return r;
 }
 
 std::string OomKillConsoleLine(const OomKill& k) {
@@ -456,6 +587,17 @@ std::string OomKillConsoleLine(const OomKill& k) {
       first = false;
     }
   }
+  if (!k.k8s_pod.empty()) {
+    absl::StrAppend(&out, " pod ", k.k8s_namespace, "/", k.k8s_pod);
+    if (!k.k8s_container.empty()) absl::StrAppend(&out, " container ", k.k8s_container);
+  } else if (!k.container_id.empty()) {
+    absl::StrAppend(&out, " container ", k.container_id.substr(0, 12));
+  }
+  if (!k.service_name.empty()) absl::StrAppend(&out, " service ", k.service_name);
+  if (k.exit_seen && k.requests_in_flight > 0) {
+    absl::StrAppend(&out, " serving ", k.requests_in_flight,
+                    k.requests_in_flight == 1 ? " request" : " requests");
+  }
   return out;
 }
 
@@ -494,6 +636,19 @@ std::optional<std::string> OomReporter::LocateCgroup(const MemoryHierarchy& hier
 }
 
 OomKill OomReporter::Report(const OomEvent& event) {
+  OomKill k = Investigate(event);
+  Record(k);
+  return k;
+}
+
+void OomReporter::Record(const OomKill& kill) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++total_;
+  recent_.push_back(kill);
+  while (recent_.size() > options_.recent_capacity) recent_.pop_front();
+}
+
+OomKill OomReporter::Investigate(const OomEvent& event) {
   OomKill k;
   k.ts_ns = event.header.ts_ns;
   k.time_unix_ns = static_cast<uint64_t>(static_cast<int64_t>(event.header.ts_ns) +
@@ -565,11 +720,6 @@ OomKill OomReporter::Report(const OomEvent& event) {
   const OomClassification verdict = ClassifyOom(event.kind, k.cgroup);
   k.kind = verdict.kind;
   k.kind_source = verdict.source;
-
-  std::lock_guard<std::mutex> lock(mu_);
-  ++total_;
-  recent_.push_back(k);
-  while (recent_.size() > options_.recent_capacity) recent_.pop_front();
   return k;
 }
 

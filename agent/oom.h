@@ -20,7 +20,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "agent/memory_history.h"
 #include "decoders/events.h"
+#include "decoders/model/log_record.h"
 
 namespace loupe {
 
@@ -151,6 +153,22 @@ struct OomKill {
   std::optional<CgroupMemory> cgroup;  // the cgroup in OOM, else the victim's
   // Largest RSS in `cgroup` and below, largest first; the victim left out.
   std::vector<ProcessRss> top_processes;
+  // Who the victim was, named by the pipeline from its process's resource
+  // and the node's pods ("" when unknown).
+  std::string service_name;
+  std::string container_id;
+  std::string k8s_namespace;
+  std::string k8s_pod;
+  std::string k8s_container;
+  std::string k8s_workload_kind;  // "deployment", "statefulset", "daemonset", "cronjob", "job"
+  std::string k8s_workload;
+  // The memory of the victim's container before the kill, oldest first,
+  // from the resource sampler (empty when it was not sampled).
+  std::vector<MemorySample> memory_trend;
+  // Whether the victim's exit was seen; then how many requests it was
+  // serving (its open server spans, ended with the status OOMKilled).
+  bool exit_seen = false;
+  uint64_t requests_in_flight = 0;
 };
 
 // "tp_details", "memcg_v1", "by_oom_lock", "by_limit", "remote_charge".
@@ -171,12 +189,28 @@ std::vector<std::string_view> OomFlagNames(uint8_t flags);
 //                            or null; a value whose file is missing is null
 //                            (limit_bytes also when unlimited is true)
 //   top_processes            [{pid, comm, rss_bytes}], largest first
+//   service_name             string, null if unknown
+//   container                {id, k8s_namespace_name, k8s_pod_name, k8s_container_name,
+//                             k8s_workload_kind, k8s_workload}
+//                            (each null if unknown), or null without a container id
+//   memory_trend             [{time_unix_nano, usage_bytes, working_set_bytes,
+//                             limit_bytes}], oldest first
+//   requests_in_flight       integer: server requests the victim was serving (their
+//                            spans end with the status OOMKilled); null when its
+//                            exit was not seen
 std::string OomKillJson(const OomKill& kill);
+
+// The OTLP log record of a kill: event name "loupe.oom_kill", severity
+// WARN, the console line as body, and every fact as an attribute
+// (docs/oom.md lists them). `resource` is the victim process's.
+LogRecord OomKillLogRecord(const OomKill& kill, std::shared_ptr<const Resource> resource,
+                           uint64_t observed_unix_ns);
 
 // One line for the console, no newline:
 //   OOMKILL <comm>[<pid>] <kind>[ <cgroup path>][ limit <size>][ usage <size>][ peak <size>]
 //   rss anon <size> file <size> shmem <size> oom_score_adj <n> trigger <comm>[<pid>]
-//   [ top <comm>[<pid>] <size>, ...]
+//   [ top <comm>[<pid>] <size>, ...][ pod <namespace>/<pod> container <name>]
+//   [ service <name>][ serving <n> requests]
 // limit and usage are the kernel's at the kill when it found the cgroup in
 // OOM, else the files'; "limit none" for a cgroup without one.
 std::string OomKillConsoleLine(const OomKill& kill);
@@ -204,8 +238,11 @@ class OomReporter {
  public:
   explicit OomReporter(OomReporterOptions options = {});
 
-  // Completes `event` with the host facts read now, classifies it, and keeps
-  // the result among the recent kills.
+  // Completes `event` with the host facts read now and classifies it.
+  OomKill Investigate(const OomEvent& event);
+  // Keeps `kill` among the recent kills.
+  void Record(const OomKill& kill);
+  // Investigate, then Record.
   OomKill Report(const OomEvent& event);
   // The last recent_capacity kills, oldest first.
   std::vector<OomKill> Recent() const;

@@ -1,9 +1,13 @@
 #include "agent/pipeline.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <variant>
 
+#include "absl/strings/str_cat.h"
 #include "agent/cgroup.h"
 #include "agent/log.h"
 
@@ -23,6 +27,21 @@ constexpr uint64_t kIdleWatermarkLagNs = 100ull * 1000 * 1000;
 // Spans of connections it left open come later (idle timeout) and are
 // resolved afresh, without /proc.
 constexpr uint64_t kProcessForgetDelayNs = 10ull * 1000 * 1000 * 1000;
+// An exited process's connections are ended this long after its exit (not
+// at once: the leader's exit is reported while other threads may still be
+// finishing their last system calls), instead of at the idle timeout.
+constexpr uint64_t kProcessConnectionsEndDelayNs = 1000ull * 1000 * 1000;
+// An OOM kill waits this long for its victim's exit event before it is
+// published without it (the victim was outside --pid, or the event lost).
+constexpr uint64_t kOomExitWaitNs = 2000ull * 1000 * 1000;
+// What ends a victim's open server spans.
+constexpr std::string_view kOomAbortReason = "OOMKilled";
+
+uint64_t UnixNowNs() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 LinkerOptions WithSampler(LinkerOptions linker, const SamplerConfig& sampler) {
   linker.sampler = sampler;
@@ -42,7 +61,9 @@ Pipeline::Pipeline(const PipelineOptions& options, ProcessTable& processes,
               options.id_seed ^ 0x6c696e6bull),
       tracker_(options.tracker, linker_),
       oom_(options.oom),
-      pods_(options.pods) {}
+      pods_(options.pods),
+      logs_(options.logs),
+      memory_history_(options.memory_history) {}
 
 void SpanRouter::Consume(Span&& span) {
   if (metrics_ != nullptr) metrics_->Record(span);
@@ -113,22 +134,79 @@ void Pipeline::OnOomEvent(std::span<const uint8_t> raw) {
     return;
   }
   if (event->header.ts_ns > latest_event_ns_) latest_event_ns_ = event->header.ts_ns;
-  const OomKill kill = oom_.Report(*event);
-  // The victim's pod and container, when its cgroup names a container this
-  // node's pod list knows.
-  std::array<std::string, 4> labels = {std::string(OomKindName(kill.kind)), "", "", ""};
+  PendingOom pending;
+  pending.kill = oom_.Investigate(*event);
+  // The victim is still there (it dies after this tracepoint): its resource
+  // is read now.
+  pending.resource = processes_.ForProcess(pending.kill.victim_pid);
+  Enrich(pending.kill, pending.resource.get());
+  pending.deadline_ns = event->header.ts_ns + kOomExitWaitNs;
+  pending_oom_.push_back(std::move(pending));
+}
+
+void Pipeline::Enrich(OomKill& kill, const Resource* resource) const {
+  if (resource != nullptr) {
+    const Attributes& a = resource->attributes;
+    const auto get = [&a](std::string_view key) {
+      const std::string* value = a.FindString(key);
+      return value != nullptr ? *value : std::string();
+    };
+    kill.service_name = get("service.name");
+    // The process table's placeholder for a process it could not read.
+    if (kill.service_name == "unknown") kill.service_name.clear();
+    kill.container_id = get("container.id");
+    kill.k8s_namespace = get("k8s.namespace.name");
+    kill.k8s_pod = get("k8s.pod.name");
+    kill.k8s_container = get("k8s.container.name");
+    for (const char* kind : {"deployment", "statefulset", "daemonset", "cronjob", "job"}) {
+      std::string name = get(absl::StrCat("k8s.", kind, ".name"));
+      if (name.empty()) continue;
+      kill.k8s_workload_kind = kind;
+      kill.k8s_workload = std::move(name);
+      break;
+    }
+  }
+  // The victim's cgroup names its container even when the process was not
+  // known (or the pod list learnt of it later).
   std::string cgroup_path = kill.victim_cgroup;
   if ((cgroup_path.empty() || cgroup_path == "/") && kill.cgroup) cgroup_path = kill.cgroup->path;
   const CgroupIdentity identity = ParseCgroupPath(cgroup_path);
-  if (pods_ != nullptr && !identity.container_id.empty()) {
-    if (auto match = pods_->LookupContainer(identity.container_id)) {
-      labels[1] = match->pod->namespace_name;
-      labels[2] = match->pod->pod_name;
-      labels[3] = match->container_name;
+  if (kill.container_id.empty()) kill.container_id = identity.container_id;
+  if (pods_ != nullptr && !kill.container_id.empty() && kill.k8s_pod.empty()) {
+    if (auto match = pods_->LookupContainer(kill.container_id)) {
+      kill.k8s_namespace = match->pod->namespace_name;
+      kill.k8s_pod = match->pod->pod_name;
+      kill.k8s_container = match->container_name;
+      const std::pair<const char*, const std::string*> workloads[] = {
+          {"deployment", &match->pod->deployment}, {"statefulset", &match->pod->statefulset},
+          {"daemonset", &match->pod->daemonset},   {"cronjob", &match->pod->cronjob},
+          {"job", &match->pod->job}};
+      for (const auto& [kind, name] : workloads) {
+        if (name->empty()) continue;
+        kill.k8s_workload_kind = kind;
+        kill.k8s_workload = *name;
+        break;
+      }
     }
   }
+  // The sampler keys its history by the victim's own memory cgroup; the
+  // cgroup in OOM may be an ancestor (a pod's limit).
+  if (memory_history_ != nullptr) {
+    for (const std::string* path : {&kill.victim_cgroup, kill.cgroup ? &kill.cgroup->path : nullptr}) {
+      if (path == nullptr || path->empty() || *path == "/") continue;
+      kill.memory_trend = memory_history_->Get(*path);
+      if (!kill.memory_trend.empty()) break;
+    }
+  }
+}
+
+void Pipeline::PublishOom(const OomKill& kill, std::shared_ptr<const Resource> resource) {
+  oom_.Record(kill);
+  const std::array<std::string, 4> labels = {std::string(OomKindName(kill.kind)), kill.k8s_namespace,
+                                             kill.k8s_pod, kill.k8s_container};
   ++oom_kills_[labels];
   LogWarn(OomKillConsoleLine(kill));
+  if (logs_ != nullptr) logs_->Consume(OomKillLogRecord(kill, std::move(resource), UnixNowNs()));
 }
 
 void Pipeline::OnProcessEvent(std::span<const uint8_t> raw) {
@@ -152,10 +230,25 @@ void Pipeline::OnProcessEvent(std::span<const uint8_t> raw) {
       ++process_execs_;
       exited_.erase(tgid);
       break;
-    case ProcessEventKind::kExit:
+    case ProcessEventKind::kExit: {
       ++process_exits_;
-      exited_[tgid] = event->header.ts_ns;
+      Exited& exited = exited_[tgid];
+      exited = Exited{event->header.ts_ns, false};
+      for (auto it = pending_oom_.begin(); it != pending_oom_.end(); ++it) {
+        if (it->kill.victim_pid != tgid) continue;
+        // Every thread of an OOM victim is being killed: what it was serving
+        // ends now, as errors.
+        it->kill.exit_seen = true;
+        it->kill.requests_in_flight =
+            tracker_.EndProcess(tgid, event->header.ts_ns, kOomAbortReason);
+        exited.connections_ended = true;
+        PendingOom done = std::move(*it);
+        pending_oom_.erase(it);
+        PublishOom(done.kill, std::move(done.resource));
+        break;
+      }
       break;
+    }
   }
 }
 
@@ -169,18 +262,33 @@ void Pipeline::OnProcessInfo(const ProcessInfo& info) {
 void Pipeline::Tick(uint64_t now_ns) {
   tracker_.Tick(now_ns);
   for (auto it = exited_.begin(); it != exited_.end();) {
-    if (now_ns < it->second + kProcessForgetDelayNs) {
+    Exited& exited = it->second;
+    if (!exited.connections_ended && now_ns >= exited.exit_ns + kProcessConnectionsEndDelayNs) {
+      tracker_.EndProcess(it->first, now_ns);
+      exited.connections_ended = true;
+    }
+    if (now_ns < exited.exit_ns + kProcessForgetDelayNs) {
       ++it;
       continue;
     }
     processes_.Forget(it->first);
     exited_.erase(it++);
   }
+  for (auto it = pending_oom_.begin(); it != pending_oom_.end();) {
+    if (now_ns < it->deadline_ns) {
+      ++it;
+      continue;
+    }
+    PublishOom(it->kill, std::move(it->resource));
+    it = pending_oom_.erase(it);
+  }
   const uint64_t idle_mark = now_ns > kIdleWatermarkLagNs ? now_ns - kIdleWatermarkLagNs : 0;
   linker_.Advance(std::max(latest_event_ns_, idle_mark));
 }
 
 void Pipeline::Finish() {
+  for (PendingOom& pending : pending_oom_) PublishOom(pending.kill, std::move(pending.resource));
+  pending_oom_.clear();
   tracker_.CloseAll();
   linker_.Flush();
   FlushExporters();

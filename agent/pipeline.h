@@ -20,11 +20,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "agent/kubernetes.h"
+#include "agent/memory_history.h"
 #include "agent/oom.h"
 #include "agent/process_info.h"
 #include "agent/recording.h"
 #include "decoders/conn/conn_tracker.h"
 #include "decoders/model/context_linker.h"
+#include "decoders/model/log_record.h"
 #include "decoders/model/metrics.h"
 #include "decoders/model/sampler.h"
 #include "decoders/model/span_assembler.h"
@@ -46,6 +48,10 @@ struct PipelineOptions {
   OomReporterOptions oom;
   // The pods of this node (Kubernetes), naming OOM victims; may be null.
   const PodCache* pods = nullptr;
+  // Where OOM kills go as OTLP log records; may be null.
+  LogConsumer* logs = nullptr;
+  // The containers' recent memory, for the trend in OOM reports; may be null.
+  const MemoryHistory* memory_history = nullptr;
 };
 
 // Where finished spans go: every span feeds the RED metrics, then the span
@@ -103,8 +109,11 @@ class Pipeline {
            RecordingWriter* recorder);
 
   void OnRawEvent(std::span<const uint8_t> raw);
-  // An OOM-kill event (IsOomEvent): reported at once, while the victim's
-  // cgroup and its processes can still be read.
+  // An OOM-kill event (IsOomEvent): investigated at once, while the
+  // victim's cgroup and its processes can still be read, and published
+  // (log line, /oom, counter, OTLP log record) when the victim's exit is
+  // seen, which ends its open server spans with OOMKilled, or after
+  // kOomExitWaitNs without it.
   void OnOomEvent(std::span<const uint8_t> raw);
   // A process event (IsProcessEvent). An exec's ProcessInfo was read from
   // /proc by the reader thread and arrives (OnProcessInfo) before the event;
@@ -135,11 +144,30 @@ class Pipeline {
   ServiceGraphRecorder graph_;
   ContextLinker linker_;
   ConnTracker tracker_;
+  // Names the victim (process resource, pods) and adds its memory trend.
+  void Enrich(OomKill& kill, const Resource* resource) const;
+  void PublishOom(const OomKill& kill, std::shared_ptr<const Resource> resource);
+
   OomReporter oom_;
   std::map<std::array<std::string, 4>, uint64_t> oom_kills_;
   const PodCache* pods_;
-  // Exited processes still in the table: tgid -> exit time (ts_ns).
-  absl::flat_hash_map<uint32_t, uint64_t> exited_;
+  LogConsumer* logs_;
+  const MemoryHistory* memory_history_;
+  // Kills investigated, waiting for their victim's exit (few: OOM kills are
+  // rare, and each waits at most kOomExitWaitNs).
+  struct PendingOom {
+    OomKill kill;
+    std::shared_ptr<const Resource> resource;  // the victim's, taken while it lived
+    uint64_t deadline_ns = 0;
+  };
+  std::vector<PendingOom> pending_oom_;
+  // Exited processes still in the table: tgid -> exit time (ts_ns) and
+  // whether their connections were ended yet.
+  struct Exited {
+    uint64_t exit_ns = 0;
+    bool connections_ended = false;
+  };
+  absl::flat_hash_map<uint32_t, Exited> exited_;
   uint64_t process_execs_ = 0;
   uint64_t process_exits_ = 0;
   uint64_t latest_event_ns_ = 0;

@@ -408,9 +408,13 @@ ProcessTable::Entry& ProcessTable::Insert(ProcessInfo info) {
     order_.push_back(tgid);
     it = entries_.emplace(tgid, Entry{}).first;
   }
-  it->second.resource = MakeProcessResource(info, host_name_, extra_, pods_);
-  it->second.info = std::move(info);
-  return it->second;
+  Entry& entry = it->second;
+  if (pods_ != nullptr) entry.pods_generation = pods_->generation();
+  entry.resource = MakeProcessResource(info, host_name_, extra_, pods_);
+  entry.awaiting_pod = pods_ != nullptr && !info.container_id.empty() &&
+                       entry.resource->attributes.Find("k8s.pod.name") == nullptr;
+  entry.info = std::move(info);
+  return entry;
 }
 
 void ProcessTable::Observe(uint32_t tgid, const std::string& comm) {
@@ -433,7 +437,15 @@ void ProcessTable::Forget(uint32_t tgid) {
 
 std::shared_ptr<const Resource> ProcessTable::ForProcess(uint32_t tgid) {
   auto it = entries_.find(tgid);
-  if (it != entries_.end()) return it->second.resource;
+  if (it != entries_.end()) {
+    Entry& entry = it->second;
+    // One branch on the hot path; the pod list changes rarely.
+    if (entry.awaiting_pod && pods_->generation() != entry.pods_generation) {
+      ProcessInfo info = entry.info;
+      return Insert(std::move(info)).resource;
+    }
+    return entry.resource;
+  }
   ProcessInfo info;
   info.tgid = tgid;
   if (resolver_) {

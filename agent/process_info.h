@@ -137,6 +137,12 @@ class ProcessTable : public ResourceProvider {
   struct Entry {
     ProcessInfo info;
     std::shared_ptr<const Resource> resource;
+    // A process in a container whose pod was not known when it was named:
+    // the pod list's generation then. Named again (without /proc) once the
+    // list has changed, so a process seen before its pod still gets its
+    // k8s.* attributes and service.name.
+    bool awaiting_pod = false;
+    uint64_t pods_generation = 0;
   };
   Entry& Insert(ProcessInfo info);
 

@@ -703,6 +703,16 @@ void ResourceSampler::RecordProcess(const Process& process, const ProcessUsage& 
 
 void ResourceSampler::RecordContainer(const Container& container, const CgroupUsage& usage,
                                       uint64_t now_unix_ns) {
+  if (options_.memory_history != nullptr && usage.memory_usage_bytes) {
+    MemorySample sample;
+    sample.time_unix_ns = now_unix_ns;
+    sample.usage_bytes = *usage.memory_usage_bytes;
+    sample.working_set_bytes = usage.working_set_bytes;
+    sample.limit_bytes = usage.memory_limit_bytes;
+    const CgroupLocation& at = container.location;
+    options_.memory_history->Add(
+        at.version == CgroupVersion::kV1 ? at.memory.path : at.unified.path, sample);
+  }
   const SampledAttributes& sets = Sampled();
   std::array<ObservedValue, 12> values;
   size_t n = 0;

@@ -56,6 +56,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "agent/memory_history.h"
 #include "decoders/model/metrics.h"
 #include "decoders/model/span.h"
 
@@ -149,6 +150,9 @@ std::string JoinCgroupDir(std::string_view mount, std::string_view path);
 
 struct ResourceSamplerOptions {
   std::string proc_root = "/proc";
+  // Where each container's memory samples are kept for OOM reports, by
+  // memory cgroup path; may be null.
+  MemoryHistory* memory_history = nullptr;
   size_t max_processes_per_tick = 4096;
   size_t max_containers_per_tick = 1024;
 };

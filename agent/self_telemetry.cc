@@ -69,6 +69,10 @@ std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t) {
           static_cast<double>(proto.unmatched_responses));
   Counter(out, "loupe_unanswered_requests_total", "Requests without a response.",
           static_cast<double>(proto.unanswered_requests));
+  Counter(out, "loupe_aborted_requests_total",
+          "Server requests cut short by the death of their process (OOM kill), "
+          "ended as error spans.",
+          static_cast<double>(proto.aborted_requests));
   Counter(out, "loupe_protocol_upgrades_total",
           "Connections that switched protocols (HTTP/1.1 to h2c).",
           static_cast<double>(proto.upgrades));
@@ -189,6 +193,14 @@ std::vector<SelfMetric> ToSelfMetrics(const SelfTelemetry& t) {
           static_cast<double>(t.metric_points_exported));
   Counter(out, "loupe_metric_exports_failed_total", "OTLP metric exports given up.",
           static_cast<double>(t.metric_exports_failed));
+  if (t.logs) {
+    Counter(out, "loupe_log_records_exported_total",
+            "Log records (OOM kills) accepted over OTLP.",
+            static_cast<double>(t.logs->spans_exported));
+    Counter(out, "loupe_log_records_dropped_total",
+            "Log records (OOM kills) the OTLP log exporter dropped.",
+            static_cast<double>(t.logs->spans_dropped));
+  }
   return out;
 }
 

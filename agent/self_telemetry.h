@@ -30,6 +30,8 @@ struct SelfTelemetry {
   // OTLP metric exports (when enabled).
   uint64_t metric_points_exported = 0;
   uint64_t metric_exports_failed = 0;
+  // The OTLP log exporter (OOM kills), when there is one.
+  std::optional<ExporterStats> logs;
   // CPU and memory sampling (--resource-interval), when on.
   std::optional<ResourceSamplerStats> resources;
 };

@@ -14,9 +14,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "decoders/conn/byte_stream.h"
 #include "decoders/events.h"
+#include "decoders/model/http_capture.h"
 #include "decoders/model/span.h"
 
 namespace loupe {
@@ -50,6 +52,10 @@ inline SpanKind SpanKindFor(Role role, Direction request_dir) {
 
 struct DecoderOptions {
   bool capture_url_query = false;  // url.query attribute (may carry secrets)
+  // HTTP header values recorded on spans, those redacted, and the query
+  // parameters redacted in url.query (decoders/model/http_capture.h).
+  // Shared and immutable, so that copying DecoderOptions stays cheap.
+  std::shared_ptr<const HttpCapture> http_capture = HttpCapture::Default();
   // A message's start line and headers larger than this are invalid.
   size_t max_header_bytes = 64 * 1024;
   // Requests waiting for their response, per connection.
@@ -66,6 +72,9 @@ struct ProtocolStats {
   uint64_t truncated = 0;       // messages cut by a gap (prefix limit, loss)
   uint64_t unmatched_responses = 0;  // response without a request
   uint64_t unanswered_requests = 0;  // request without a response at close
+  // Server requests cut short by their process's death (DecodeContext::
+  // abort_reason), emitted as error spans.
+  uint64_t aborted_requests = 0;
   uint64_t dropped_requests = 0;     // over max_pending_requests (HTTP/2: tracked streams)
   // HTTP/2 (decoders/http2/). A direction's HPACK dynamic table became
   // (partly) unknown: joined a connection mid-way, or bytes that may have
@@ -100,6 +109,8 @@ struct ProtocolUpgrade {
   // with no second announcement. key.seq 0: it was not announced.
   ExchangeKey request_key;
   std::optional<TraceContext> request_context;
+  // Its headers captured (DecoderOptions::http_capture), for stream 1's span.
+  std::vector<CapturedHeader> request_headers;
 };
 
 struct DecodeContext {
@@ -110,6 +121,14 @@ struct DecodeContext {
   // Set by the tracker; a decoder that switches protocols fills it in (to !=
   // kUnknown). Null where switching is not supported (tests).
   ProtocolUpgrade* upgrade = nullptr;
+  // Set for OnClose when the connection ends because its process died
+  // (ConnTracker::EndProcess), e.g. "OOMKilled": a server request still
+  // waiting for its response was being served when the process died. A
+  // decoder that can emits such requests as error spans with this reason as
+  // status message and error.type, ending at abort_ns (counted as
+  // aborted_requests); the others count them as unanswered.
+  std::string_view abort_reason;
+  uint64_t abort_ns = 0;
 };
 
 class ConnectionDecoder {

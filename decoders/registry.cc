@@ -34,6 +34,7 @@ ProtocolStats& ProtocolStats::operator+=(const ProtocolStats& o) {
   truncated += o.truncated;
   unmatched_responses += o.unmatched_responses;
   unanswered_requests += o.unanswered_requests;
+  aborted_requests += o.aborted_requests;
   dropped_requests += o.dropped_requests;
   hpack_recoveries += o.hpack_recoveries;
   hpack_unknown_fields += o.hpack_unknown_fields;

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace loupe {
 
@@ -298,21 +299,36 @@ void ConnTracker::CloseAll() {
   while (!lru_.empty()) Finish(lru_.front(), /*closed=*/false);
 }
 
-void ConnTracker::Finish(uint64_t conn_id, bool closed) {
+uint64_t ConnTracker::EndProcess(uint32_t tgid, uint64_t now_ns, std::string_view abort_reason) {
+  // Rare (a process exit), so a scan rather than an index kept per process.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, conn] : conns_) {
+    if (conn->info.tgid == tgid) ids.push_back(id);
+  }
+  uint64_t aborted = 0;
+  for (uint64_t id : ids) aborted += Finish(id, /*closed=*/false, abort_reason, now_ns);
+  retired_.connections_process_gone += ids.size();
+  return aborted;
+}
+
+uint64_t ConnTracker::Finish(uint64_t conn_id, bool closed, std::string_view abort_reason,
+                             uint64_t abort_ns) {
   auto it = conns_.find(conn_id);
-  if (it == conns_.end()) return;
+  if (it == conns_.end()) return 0;
   // Out of the table before the decoder runs, so nothing it triggers can
   // find a half-finished connection.
   std::unique_ptr<Connection> conn = std::move(it->second);
   conns_.erase(it);
   lru_.erase(conn->lru_position);
+  const uint64_t aborted_before = conn->protocol_stats.aborted_requests;
 
   if (conn->decoder != nullptr) {
     // Whatever was held for reordering will not be completed now; let the
     // decoder see it (as data after a gap) before the end.
     for (int d = 0; d < kDirections; ++d) FlushReordered(*conn, static_cast<Direction>(d));
     ProtocolUpgrade upgrade;
-    DecodeContext ctx{conn->info, options_.decoder, sink_, conn->protocol_stats, &upgrade};
+    DecodeContext ctx{conn->info, options_.decoder, sink_, conn->protocol_stats, &upgrade,
+                      abort_reason, abort_ns};
     conn->decoder->OnClose(closed, conn->streams, ctx);
     // The switch may only show while the decoder drains at the close: the
     // next protocol's decoder then gets the rest and the close.
@@ -322,12 +338,15 @@ void ConnTracker::Finish(uint64_t conn_id, bool closed) {
       conn->decoder = std::move(next);
       ++conn->protocol_stats.upgrades;
       for (int d = 0; d < kDirections; ++d) Decode(*conn, static_cast<Direction>(d));
-      DecodeContext next_ctx{conn->info, options_.decoder, sink_, conn->protocol_stats};
+      DecodeContext next_ctx{conn->info, options_.decoder, sink_, conn->protocol_stats,
+                             nullptr, abort_reason, abort_ns};
       conn->decoder->OnClose(closed, conn->streams, next_ctx);
     }
   }
+  const uint64_t aborted = conn->protocol_stats.aborted_requests - aborted_before;
   Retire(*conn);
-  sink_.OnConnectionEnd(conn_id, conn->last_active_ns);
+  sink_.OnConnectionEnd(conn_id, std::max(conn->last_active_ns, aborted > 0 ? abort_ns : 0));
+  return aborted;
 }
 
 void ConnTracker::Retire(Connection& conn) {

@@ -12,6 +12,7 @@
 #include <list>
 #include <memory>
 #include <span>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "decoders/conn/byte_stream.h"
@@ -35,6 +36,7 @@ struct TrackerStats {
   uint64_t connections_closed = 0;    // close() seen
   uint64_t connections_idle = 0;      // reclaimed after idle_timeout_ns
   uint64_t connections_evicted = 0;   // pushed out by max_connections
+  uint64_t connections_process_gone = 0;  // ended because their process exited
   uint64_t data_without_open = 0;     // data for a connection not announced (open event lost)
   uint64_t unknown_protocol_events = 0;  // no decoder registered for the protocol
   uint64_t bytes_received = 0;        // total_len of data events
@@ -67,6 +69,11 @@ class ConnTracker {
   void Tick(uint64_t now_ns);
   // Ends every connection as abandoned (shutdown).
   void CloseAll();
+  // Ends the connections of process `tgid`, which is gone (it exited, or was
+  // OOM-killed). With an `abort_reason` ("OOMKilled"), server requests still
+  // waiting for their response become error spans with that reason ending at
+  // now_ns (DecodeContext::abort_reason); returns how many.
+  uint64_t EndProcess(uint32_t tgid, uint64_t now_ns, std::string_view abort_reason = {});
 
   size_t open_connections() const { return conns_.size(); }
   // Bytes held by all connections' streams (ByteStream::buffered_bytes()),
@@ -85,7 +92,9 @@ class ConnTracker {
   void Touch(Connection& conn, uint64_t now_ns);
   // Ends a connection: held out-of-order bytes are flushed and decoded, the
   // decoder sees OnClose(closed), counters are retired, the entry is removed.
-  void Finish(uint64_t conn_id, bool closed);
+  // With an abort_reason: see EndProcess. Returns the requests aborted.
+  uint64_t Finish(uint64_t conn_id, bool closed, std::string_view abort_reason = {},
+                  uint64_t abort_ns = 0);
   // Returns false when no decoder is registered for the connection's protocol.
   bool EnsureDecoder(Connection& conn);
   void Decode(Connection& conn, Direction dir);

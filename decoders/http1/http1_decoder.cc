@@ -168,7 +168,9 @@ bool OffersH2c(std::string_view upgrade) {
 class Http1Decoder final : public ConnectionDecoder {
  public:
   Http1Decoder(const ConnInfo& conn, const DecoderOptions& options)
-      : parsers_{MessageParser(options.max_header_bytes), MessageParser(options.max_header_bytes)} {
+      : capture_(options.http_capture != nullptr ? options.http_capture : HttpCapture::Default()),
+        parsers_{MessageParser(options.max_header_bytes, std::nullopt, HeaderCapture()),
+                 MessageParser(options.max_header_bytes, std::nullopt, HeaderCapture())} {
     SyncRole(conn);
   }
 
@@ -217,6 +219,19 @@ class Http1Decoder final : public ConnectionDecoder {
           break;
         default:
           break;
+      }
+    }
+    if (!ctx.abort_reason.empty()) {
+      // The process died while serving these (ConnTracker::EndProcess): the
+      // server spans end there, as errors.
+      for (; !queue_.empty(); queue_.Pop()) {
+        const RequestQueue::Entry& request = queue_.front();
+        if (request.exchange.kind != SpanKind::kServer) {
+          ++ctx.stats.unanswered_requests;
+          continue;
+        }
+        EmitSpan(request.message, request.dir, request.exchange, nullptr, ctx);
+        ++ctx.stats.aborted_requests;
       }
     }
     ctx.stats.unanswered_requests += queue_.size();
@@ -425,6 +440,7 @@ class Http1Decoder final : public ConnectionDecoder {
     up.request_tid = m.first_byte.tid;
     up.request_key = request.exchange.key;
     up.request_context = request.exchange.context;
+    up.request_headers = m.captured_headers;
     up.request_body_size =
         m.framing == BodyFraming::kContentLength || m.framing == BodyFraming::kChunked
             ? m.body_size
@@ -451,7 +467,7 @@ class Http1Decoder final : public ConnectionDecoder {
       // A final answer in HTTP/1 (the server ignored the offer): the
       // client's later bytes are HTTP/1 too.
       if (h2c_request_dir_ == request.dir) h2c_request_dir_.reset();
-      EmitSpan(request.message, request.dir, request.exchange, response, ctx);
+      EmitSpan(request.message, request.dir, request.exchange, &response, ctx);
       queue_.Pop();
     } else if (const PartialRequest partial = FindPartialRequest();
                queue_.empty() && partial.message != nullptr &&
@@ -462,7 +478,7 @@ class Http1Decoder final : public ConnectionDecoder {
       std::optional<Exchange> exchange = TakeAnnouncedPartial(partial.dir, *partial.message);
       EmitSpan(*partial.message, partial.dir,
                exchange.has_value() ? *exchange : Unannounced(partial.dir, *partial.message, ctx),
-               response, ctx);
+               &response, ctx);
       answered_partial_ = std::make_pair(partial.dir, partial.message->start_offset);
     } else {
       ++ctx.stats.unmatched_responses;
@@ -493,15 +509,18 @@ class Http1Decoder final : public ConnectionDecoder {
 
   // `exchange`: what the request was announced with (Announce), whose kind,
   // key and context the span repeats; its thread and start time follow the
-  // same rules as the announcement's.
+  // same rules as the announcement's. No `response`: the process died
+  // serving the request (ctx.abort_reason, ctx.abort_ns).
   void EmitSpan(const Message& request, Direction request_dir, const Exchange& exchange,
-                const Message& response, DecodeContext& ctx) {
+                const Message* response, DecodeContext& ctx) {
     const ConnInfo& conn = ctx.conn;
     SpanRecord span;
     span.kind = exchange.kind;
     const bool server_span = span.kind == SpanKind::kServer;
     span.start_mono_ns = StartTime(request, request_dir);
-    span.end_mono_ns = std::max(response.last_byte.end_ns, span.start_mono_ns);
+    span.end_mono_ns =
+        std::max(response != nullptr ? response->last_byte.end_ns : ctx.abort_ns,
+                 span.start_mono_ns);
     span.tgid = conn.tgid;
     span.tid = request.first_byte.tid;
     span.conn_id = conn.conn_id;
@@ -530,11 +549,13 @@ class Http1Decoder final : public ConnectionDecoder {
       const SplitTarget split = SplitRequestTarget(request.target);
       attrs.Set("url.path", split.path.empty() ? std::string("/") : std::string(split.path));
       if (ctx.options.capture_url_query && !split.query.empty()) {
-        attrs.Set("url.query", std::string(split.query));
+        attrs.Set("url.query", capture_->RedactQuery(split.query));
       }
       attrs.Set("http.route", std::move(route));
     }
-    attrs.Set("http.response.status_code", static_cast<int64_t>(response.status_code));
+    if (response != nullptr) {
+      attrs.Set("http.response.status_code", static_cast<int64_t>(response->status_code));
+    }
 
     // server.*: the Host header (for CONNECT, the target) names the server;
     // else the server end of the socket.
@@ -570,13 +591,27 @@ class Http1Decoder final : public ConnectionDecoder {
         request.framing == BodyFraming::kChunked) {
       attrs.Set("http.request.body.size", static_cast<int64_t>(request.body_size));
     }
-    if (response.framing != BodyFraming::kNone) {
-      attrs.Set("http.response.body.size", static_cast<int64_t>(response.body_size));
+    if (!request.captured_headers.empty()) {
+      capture_->SetAttributes(request.captured_headers, HeaderSide::kRequest, attrs);
+    }
+    if (response == nullptr) {
+      span.status = StatusCode::kError;
+      span.status_message = std::string(ctx.abort_reason);
+      attrs.Set("error.type", std::string(ctx.abort_reason));
+      ctx.sink.OnSpan(std::move(span));
+      ++ctx.stats.records;
+      return;
+    }
+    if (response->framing != BodyFraming::kNone) {
+      attrs.Set("http.response.body.size", static_cast<int64_t>(response->body_size));
+    }
+    if (!response->captured_headers.empty()) {
+      capture_->SetAttributes(response->captured_headers, HeaderSide::kResponse, attrs);
     }
 
     // Status (semantic conventions, HTTP spans): 4xx is the client's fault,
     // an error only from the client's side; 5xx is an error on both.
-    const int status = response.status_code;
+    const int status = response->status_code;
     if (status >= 500 || (!server_span && status >= 400)) {
       span.status = StatusCode::kError;
       attrs.Set("error.type", std::to_string(status));
@@ -591,6 +626,13 @@ class Http1Decoder final : public ConnectionDecoder {
     bool valid = false;
   };
 
+  // What the parsers keep of header values: null unless some are asked for,
+  // so that the common case skips the lookup.
+  const HttpCapture* HeaderCapture() const {
+    return capture_->captures_headers() ? capture_.get() : nullptr;
+  }
+
+  std::shared_ptr<const HttpCapture> capture_;  // never null; the parsers point into it
   std::array<MessageParser, kDirections> parsers_;
   RequestQueue queue_;
   std::string method_hint_;   // see UpdateMethodHint()

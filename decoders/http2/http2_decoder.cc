@@ -140,6 +140,8 @@ Direction RequestDirection(Role role) {
 // The values kept from one header block. Only these are ever stored:
 // pseudo-headers, content-type, te, host, grpc-status, grpc-message and the
 // trace-context allowlist; never authorization, cookies or anything else.
+// (The headers asked for with --capture-headers are kept apart, in
+// Half::captured, a redacted one as "REDACTED": see CapturingFieldCollector.)
 struct BlockFields {
   std::string method;
   std::string path;
@@ -193,7 +195,7 @@ std::optional<TraceContext> RequestContext(const BlockFields& request) {
   });
 }
 
-class FieldCollector final : public HeaderHandler {
+class FieldCollector : public HeaderHandler {
  public:
   FieldCollector(BlockFields& fields, size_t max_list_bytes)
       : fields_(fields), max_list_bytes_(max_list_bytes) {}
@@ -242,6 +244,37 @@ class FieldCollector final : public HeaderHandler {
   size_t max_list_bytes_;
 };
 
+// With --capture-headers: a FieldCollector that also keeps the headers asked
+// for, in `captured`. A class of its own so that without it the collector
+// above runs exactly as it does with no capture at all.
+class CapturingFieldCollector final : public FieldCollector {
+ public:
+  CapturingFieldCollector(BlockFields& fields, size_t max_list_bytes, const HttpCapture& capture,
+                          std::vector<CapturedHeader>& captured)
+      : FieldCollector(fields, max_list_bytes),
+        fields_(fields),
+        capture_(capture),
+        captured_(captured) {}
+
+  void OnField(std::string_view name, std::string_view value) override {
+    FieldCollector::OnField(name, value);
+    // Within the header list bound only, as every other value kept.
+    if (fields_.over_bound || name.front() == ':') return;
+    if (const int index = capture_.Find(name); index >= 0) {
+      capture_.Add(captured_, static_cast<uint32_t>(index), value);
+    }
+  }
+  void OnRestart() override {
+    FieldCollector::OnRestart();
+    captured_.clear();
+  }
+
+ private:
+  BlockFields& fields_;
+  const HttpCapture& capture_;
+  std::vector<CapturedHeader>& captured_;
+};
+
 // What one side of a stream carried.
 struct Half {
   bool started = false;       // a header block (or the HTTP/1.1 upgrade) began it
@@ -252,6 +285,7 @@ struct Half {
   uint32_t tid = 0;
   uint64_t end_ns = 0;  // last byte of the frame that carried END_STREAM
   BlockFields fields;   // of the request / final response header block, trailers merged
+  std::vector<CapturedHeader> captured;  // of that block (DecoderOptions::http_capture)
   bool has_data = false;
   uint64_t body_bytes = 0;  // DATA payload bytes, padding excluded, gaps included
   MessageCounter messages;
@@ -261,6 +295,7 @@ struct Half {
     start_ns = end_ns = body_bytes = 0;
     tid = 0;
     fields.Clear();
+    captured.clear();
     messages.Clear();
   }
 };
@@ -290,6 +325,9 @@ struct Reset {
   uint32_t error_code = 0;
   bool code_known = true;
   uint64_t end_ns = 0;
+  // Not a RST_STREAM: the process died serving the stream
+  // (DecodeContext::abort_reason); the error type and status message.
+  std::string_view abort_reason;
 };
 
 class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
@@ -300,6 +338,12 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
         readers_{FrameReader(options.max_header_bytes, upgrade != nullptr),
                  FrameReader(options.max_header_bytes, upgrade != nullptr)},
         upgraded_(upgrade != nullptr) {
+    if (options_.http_capture == nullptr) options_.http_capture = HttpCapture::Default();
+    if (options_.http_capture->captures_headers()) {
+      header_capture_ = options_.http_capture.get();
+      collector_ = &capturing_collector_.emplace(scratch_, options_.max_header_bytes,
+                                                 *header_capture_, scratch_captured_);
+    }
     if (upgrade != nullptr && upgrade->has_request) {
       // RFC 7540 section 3.2: the HTTP/1.1 request that asked for the
       // upgrade is stream 1, half-closed on the client's side; its response
@@ -315,6 +359,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
       h.fields.method = upgrade->method;
       h.fields.path = upgrade->target;
       h.fields.authority = upgrade->authority;
+      h.captured = upgrade->request_headers;
       h.has_data = upgrade->request_body_size > 0;
       h.body_bytes = upgrade->request_body_size;
       max_stream_id_ = 1;
@@ -352,7 +397,15 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
     // begun.
     for (auto& [id, stream] : streams_) {
       const std::optional<Direction> req = RequestDirFor(*stream);
-      if (req.has_value() && stream->half[Index(*req)].headers_done) {
+      if (req.has_value() && stream->half[Index(*req)].headers_done && !ctx.abort_reason.empty() &&
+          SpanKindFor(ctx.conn.role, *req) == SpanKind::kServer) {
+        // The process died serving it (ConnTracker::EndProcess).
+        Reset abort;
+        abort.end_ns = ctx.abort_ns;
+        abort.abort_reason = ctx.abort_reason;
+        EmitSpan(*stream, *req, &abort);
+        ++ctx.stats.aborted_requests;
+      } else if (req.has_value() && stream->half[Index(*req)].headers_done) {
         ++ctx.stats.unanswered_requests;
       } else if (req.has_value() && stream->half[Index(Opposite(*req))].started) {
         ++ctx.stats.unmatched_responses;
@@ -448,7 +501,8 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
   void OnHeaderBlock(const HeaderBlock& block) override {
     const int d = Index(dir_);
     scratch_.Clear();
-    FieldCollector collector(scratch_, options_.max_header_bytes);
+    if (header_capture_ != nullptr) scratch_captured_.clear();
+    FieldCollector& collector = *collector_;
     if (block.status == BlockStatus::kComplete) {
       if (hpack_[d].Decode(block.bytes, collector) == HpackDecoder::Outcome::kTableLost) {
         ++stats().hpack_recoveries;
@@ -489,6 +543,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
                            *scratch_.status < 200;
       if (!interim) {
         std::swap(h.fields, scratch_);
+        if (header_capture_ != nullptr) std::swap(h.captured, scratch_captured_);
         h.headers_done = true;
         ++stats().messages;
         if (RequestDirFor(*s) == dir_ && IsRequestHead(h.fields)) Announce(*s);
@@ -743,7 +798,7 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
       const SplitTarget split = SplitRequestTarget(rq.fields.path);
       attrs.Set("url.path", split.path.empty() ? std::string("/") : std::string(split.path));
       if (ctx_->options.capture_url_query && !split.query.empty()) {
-        attrs.Set("url.query", std::string(split.query));
+        attrs.Set("url.query", options_.http_capture->RedactQuery(split.query));
       }
       attrs.Set("http.route", std::move(route));
     }
@@ -753,11 +808,13 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
     SetServerAndPeer(rq.fields, server_span, /*client_attributes=*/true, attrs);
     if (rq.has_data) attrs.Set("http.request.body.size", static_cast<int64_t>(rq.body_bytes));
     if (rs.has_data) attrs.Set("http.response.body.size", static_cast<int64_t>(rs.body_bytes));
+    if (header_capture_ != nullptr) {
+      header_capture_->SetAttributes(rq.captured, HeaderSide::kRequest, attrs);
+      header_capture_->SetAttributes(rs.captured, HeaderSide::kResponse, attrs);
+    }
     if (reset != nullptr) {
       // The exchange was cut short (section 6.4): an error on both sides.
-      span.status = StatusCode::kError;
-      attrs.Set("error.type", std::string(reset->code_known ? ErrorCodeName(reset->error_code)
-                                                            : std::string_view("RST_STREAM")));
+      SetResetError(*reset, span);
       return;
     }
     // As for HTTP/1: 4xx is the client's fault, an error only from the
@@ -792,6 +849,10 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
     }
     if (code.has_value()) attrs.Set("rpc.grpc.status_code", static_cast<int64_t>(*code));
     SetServerAndPeer(rq.fields, server_span, /*client_attributes=*/false, attrs);
+    if (header_capture_ != nullptr) {
+      header_capture_->SetAttributes(rq.captured, HeaderSide::kGrpcRequest, attrs);
+      header_capture_->SetAttributes(rs.captured, HeaderSide::kGrpcResponse, attrs);
+    }
     // Message counts (no standard attribute exists): gRPC length-prefixed
     // messages in each direction's DATA.
     attrs.Set("rpc.grpc.request.messages", static_cast<int64_t>(rq.messages.count()));
@@ -810,10 +871,20 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
         span.status_message = DecodeGrpcMessage(rs.fields.grpc_message, kMaxStatusMessageBytes);
       }
     } else if (reset != nullptr) {
-      span.status = StatusCode::kError;
-      attrs.Set("error.type", std::string(reset->code_known ? ErrorCodeName(reset->error_code)
-                                                            : std::string_view("RST_STREAM")));
+      SetResetError(*reset, span);
     }
+  }
+
+  static void SetResetError(const Reset& reset, SpanRecord& span) {
+    span.status = StatusCode::kError;
+    if (!reset.abort_reason.empty()) {
+      span.status_message = std::string(reset.abort_reason);
+      span.attributes.Set("error.type", std::string(reset.abort_reason));
+      return;
+    }
+    span.attributes.Set("error.type",
+                        std::string(reset.code_known ? ErrorCodeName(reset.error_code)
+                                                     : std::string_view("RST_STREAM")));
   }
 
   struct CachedAddress {
@@ -822,7 +893,9 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
     bool valid = false;
   };
 
-  DecoderOptions options_;
+  DecoderOptions options_;  // http_capture never null
+  // options_.http_capture when it captures header values, else null.
+  const HttpCapture* header_capture_ = nullptr;
   std::array<FrameReader, kDirections> readers_;
   std::array<HpackDecoder, kDirections> hpack_;
   bool upgraded_ = false;
@@ -832,6 +905,12 @@ class Http2Decoder final : public ConnectionDecoder, private FrameVisitor {
   uint32_t max_stream_id_ = 0;
   uint64_t last_seq_ = 0;  // the connection's last ExchangeKey::seq
   BlockFields scratch_;  // the header block being decoded
+  std::vector<CapturedHeader> scratch_captured_;  // its captured headers
+  // What collects a block's fields into scratch_: plain_collector_, or with
+  // --capture-headers capturing_collector_, which fills scratch_captured_ too.
+  FieldCollector plain_collector_{scratch_, options_.max_header_bytes};
+  std::optional<CapturingFieldCollector> capturing_collector_;
+  FieldCollector* collector_ = &plain_collector_;
   CachedAddress local_address_;
   CachedAddress remote_address_;
   // Set for the duration of a ConnectionDecoder call (the visitor callbacks

@@ -339,8 +339,17 @@ absl::StatusOr<std::unique_ptr<OtlpTransport>> MakeGrpcTransport(
     return absl::InvalidArgumentError(
         absl::StrCat("endpoint: gRPC could not make a channel to '", target->target, "'"));
   }
-  const std::string_view method =
-      signal == OtlpSignal::kTraces ? kOtlpTraceExportMethod : kOtlpMetricsExportMethod;
+  std::string_view method = kOtlpTraceExportMethod;
+  switch (signal) {
+    case OtlpSignal::kTraces:
+      break;
+    case OtlpSignal::kMetrics:
+      method = kOtlpMetricsExportMethod;
+      break;
+    case OtlpSignal::kLogs:
+      method = kOtlpLogsExportMethod;
+      break;
+  }
   return std::unique_ptr<OtlpTransport>(
       new GrpcTransport(std::move(channel), std::string(method), config, std::move(metadata)));
 }

@@ -14,11 +14,13 @@
 namespace loupe {
 
 // The full method names of the OTLP collector services
-// (opentelemetry/proto/collector/{trace,metrics}/v1/*_service.proto).
+// (opentelemetry/proto/collector/{trace,metrics,logs}/v1/*_service.proto).
 inline constexpr std::string_view kOtlpTraceExportMethod =
     "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 inline constexpr std::string_view kOtlpMetricsExportMethod =
     "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+inline constexpr std::string_view kOtlpLogsExportMethod =
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 struct GrpcTarget {
   std::string target;  // what grpc::CreateChannel takes: "host:port", "unix:/path", ...

@@ -17,7 +17,7 @@ namespace loupe {
 
 enum class OtlpProtocol : uint8_t { kGrpc, kHttpProtobuf };
 enum class OtlpCompression : uint8_t { kNone, kGzip };
-enum class OtlpSignal : uint8_t { kTraces, kMetrics };
+enum class OtlpSignal : uint8_t { kTraces, kMetrics, kLogs };
 
 // One signal's destination and transport settings.
 struct OtlpEndpointConfig {
@@ -46,6 +46,12 @@ struct OtlpBatchConfig {
 };
 
 struct OtlpTracesConfig {
+  OtlpEndpointConfig endpoint;
+  OtlpBatchConfig batch;
+};
+
+// Log records (events Loupe diagnoses, such as OOM kills) batch like spans.
+struct OtlpLogsConfig {
   OtlpEndpointConfig endpoint;
   OtlpBatchConfig batch;
 };

@@ -39,6 +39,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "agent/version.h"
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 
@@ -51,6 +52,8 @@ namespace trace_pb = ::opentelemetry::proto::trace::v1;
 namespace metrics_pb = ::opentelemetry::proto::metrics::v1;
 namespace collector_trace_pb = ::opentelemetry::proto::collector::trace::v1;
 namespace collector_metrics_pb = ::opentelemetry::proto::collector::metrics::v1;
+namespace logs_pb = ::opentelemetry::proto::logs::v1;
+namespace collector_logs_pb = ::opentelemetry::proto::collector::logs::v1;
 
 // The instrumentation scope of everything Loupe produces: it is one
 // instrumentation (the agent), not a library inside the traced application.
@@ -724,6 +727,45 @@ std::string EncodeMetricsRequest(const MetricsSnapshot& snapshot) {
     }
   }
   return request->SerializeAsString();
+}
+
+// Log records are rare (one per diagnosed event), so they use the generated
+// messages: the hand-written writer is only worth its rules for spans.
+std::string EncodeLogsRequest(std::span<const LogRecord> records) {
+  if (records.empty()) return std::string();
+  collector_logs_pb::ExportLogsServiceRequest request;
+  ResourceGrouper grouper;
+  std::vector<logs_pb::ScopeLogs*> scopes;  // by group
+  for (const LogRecord& record : records) {
+    const Resource* resource = record.resource.get();
+    const auto [group, created] = grouper.Find(resource);
+    if (created) {
+      logs_pb::ResourceLogs* out = request.add_resource_logs();
+      resource_pb::Resource* out_resource = out->mutable_resource();
+      if (resource != nullptr) AddAttributes(resource->attributes, out_resource->mutable_attributes());
+      logs_pb::ScopeLogs* scope_logs = out->add_scope_logs();
+      scope_logs->mutable_scope()->set_name(std::string(kScopeName));
+      scope_logs->mutable_scope()->set_version(std::string(kScopeVersion));
+      scopes.push_back(scope_logs);
+    }
+    logs_pb::LogRecord* out = scopes[group]->add_log_records();
+    out->set_time_unix_nano(record.time_unix_ns);
+    out->set_observed_time_unix_nano(record.observed_time_unix_ns);
+    out->set_severity_number(static_cast<logs_pb::SeverityNumber>(record.severity));
+    out->set_severity_text(WellFormed(record.severity_text));
+    if (!record.body.empty()) out->mutable_body()->set_string_value(WellFormed(record.body));
+    if (!record.event_name.empty()) out->set_event_name(WellFormed(record.event_name));
+    AddAttributes(record.attributes, out->mutable_attributes());
+    for (const AttributeList& list : record.lists) {
+      PbKeyValue* kv = out->add_attributes();
+      kv->set_key(WellFormed(list.key));
+      common_pb::ArrayValue* array = kv->mutable_value()->mutable_array_value();
+      for (const Attributes& item : list.items) {
+        AddAttributes(item, array->add_values()->mutable_kvlist_value()->mutable_values());
+      }
+    }
+  }
+  return request.SerializeAsString();
 }
 
 }  // namespace loupe

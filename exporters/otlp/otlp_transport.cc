@@ -11,7 +11,7 @@ absl::StatusOr<std::unique_ptr<OtlpTransport>> MakeOtlpTransport(
     case OtlpProtocol::kGrpc:
       return MakeGrpcTransport(signal, config);
     case OtlpProtocol::kHttpProtobuf:
-      // The URL already carries the signal path (/v1/traces, /v1/metrics).
+      // The URL already carries the signal path (/v1/traces, /v1/metrics, /v1/logs).
       return MakeHttpTransport(config);
   }
   return absl::InvalidArgumentError("protocol: unknown OTLP protocol");

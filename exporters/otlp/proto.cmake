@@ -27,15 +27,17 @@ endif()
 set(LOUPE_OTLP_PROTO_DIR ${CMAKE_CURRENT_SOURCE_DIR}/proto)
 set(LOUPE_OTLP_GEN_DIR ${CMAKE_CURRENT_BINARY_DIR}/generated)
 
-# Messages only; the two collector files also get gRPC service stubs.
+# Messages only; the collector files also get gRPC service stubs.
 set(LOUPE_OTLP_MESSAGE_PROTOS
   opentelemetry/proto/common/v1/common.proto
   opentelemetry/proto/resource/v1/resource.proto
   opentelemetry/proto/trace/v1/trace.proto
-  opentelemetry/proto/metrics/v1/metrics.proto)
+  opentelemetry/proto/metrics/v1/metrics.proto
+  opentelemetry/proto/logs/v1/logs.proto)
 set(LOUPE_OTLP_SERVICE_PROTOS
   opentelemetry/proto/collector/trace/v1/trace_service.proto
-  opentelemetry/proto/collector/metrics/v1/metrics_service.proto)
+  opentelemetry/proto/collector/metrics/v1/metrics_service.proto
+  opentelemetry/proto/collector/logs/v1/logs_service.proto)
 
 set(LOUPE_OTLP_GEN_SOURCES)
 set(LOUPE_OTLP_ALL_PROTO_FILES)

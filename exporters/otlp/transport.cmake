@@ -1,5 +1,6 @@
 # OTLP transports (gRPC through libgrpc++'s generic stub, HTTP through
-# libcurl), the batching span exporter and the periodic metric exporter.
+# libcurl), the batching span and log exporters and the periodic metric
+# exporter.
 # Included by exporters/otlp/CMakeLists.txt; adds to loupe_otlp.
 if(NOT TARGET gRPC::grpc++)
   # Debian's libgrpc++-dev ships this config in /usr/lib/x86_64-linux-gnu/cmake/grpc.
@@ -14,7 +15,7 @@ target_sources(loupe_otlp PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/http_transport.cc
   ${CMAKE_CURRENT_LIST_DIR}/otlp_metric_exporter.cc
   ${CMAKE_CURRENT_LIST_DIR}/otlp_metrics_source.cc
-  ${CMAKE_CURRENT_LIST_DIR}/otlp_span_exporter.cc
+  ${CMAKE_CURRENT_LIST_DIR}/otlp_batch_exporter.cc
   ${CMAKE_CURRENT_LIST_DIR}/otlp_transport.cc
   ${CMAKE_CURRENT_LIST_DIR}/rpc_status.cc
   ${CMAKE_CURRENT_LIST_DIR}/tls_files.cc

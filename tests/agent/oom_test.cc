@@ -316,7 +316,8 @@ TEST(OomRenderTest, CgroupKillJson) {
       R"("unlimited":false,"usage_bytes":3145728,"peak_bytes":67108864,"failcnt":null,)"
       R"("oom_events":1,"oom_kill_events":1},)"
       R"("top_processes":[{"pid":1240,"comm":"nginx","rss_bytes":2097152},)"
-      R"({"pid":1,"comm":"tini","rss_bytes":524288}]})");
+      R"({"pid":1,"comm":"tini","rss_bytes":524288}],)"
+      R"("service_name":null,"container":null,"memory_trend":[],"requests_in_flight":null})");
 }
 
 TEST(OomRenderTest, CgroupKillConsoleLine) {
@@ -349,7 +350,8 @@ TEST(OomRenderTest, GlobalKillJsonAndConsoleLine) {
             R"("pgtables_kb":0,"cgroup":null},)"
             R"("trigger":{"pid":9,"tid":9,"comm":"kworker/0:1"},)"
             R"("kernel":{"oom_memcg_id":0,"trigger_memcg_id":0,"memcg_usage_bytes":0,)"
-            R"("memcg_limit_bytes":0,"flags":["tp_details"]},"cgroup":null,"top_processes":[]})");
+            R"("memcg_limit_bytes":0,"flags":["tp_details"]},"cgroup":null,"top_processes":[],)"
+            R"("service_name":null,"container":null,"memory_trend":[],"requests_in_flight":null})");
   EXPECT_EQ(OomKillConsoleLine(SampleGlobalKill()),
             "OOMKILL java\"x[77] global rss anon 4.0 GiB file 0 B shmem 0 B oom_score_adj 0 "
             "trigger kworker/0:1[9]");

@@ -54,6 +54,28 @@ TEST(OtelEnvTest, HttpEndpointGetsTheSignalPaths) {
   EXPECT_EQ(slash->otlp_traces->endpoint.endpoint, "http://collector:4318/base/v1/traces");
 }
 
+TEST(OtelEnvTest, LogRecordsFollowTheEndpointAndTheirOwnSettings) {
+  EXPECT_FALSE(Parse({})->otlp_logs.has_value()) << "no endpoint: no OTLP logs";
+  auto c = Parse({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"},
+                  {"OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-logs=1"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->otlp_logs.has_value());
+  EXPECT_EQ(c->otlp_logs->endpoint.endpoint, "http://collector:4318/v1/logs");
+  EXPECT_THAT(c->otlp_logs->endpoint.headers, ElementsAre(Pair("x-logs", "1")));
+  EXPECT_TRUE(c->otlp_traces->endpoint.headers.empty()) << "a logs variable is for logs only";
+  auto only = Parse({{"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4318/custom"},
+                     {"OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"}});
+  ASSERT_TRUE(only.ok()) << only.status();
+  ASSERT_TRUE(only->otlp_logs.has_value());
+  EXPECT_EQ(only->otlp_logs->endpoint.endpoint, "http://logs:4318/custom");
+  EXPECT_EQ(only->otlp_logs->endpoint.protocol, OtlpProtocol::kGrpc);
+  EXPECT_FALSE(only->otlp_traces.has_value());
+  auto off = Parse({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"},
+                    {"OTEL_LOGS_EXPORTER", "none"}});
+  EXPECT_FALSE(off->otlp_logs.has_value());
+  EXPECT_THAT(ErrorOf({{"OTEL_LOGS_EXPORTER", "console"}}), HasSubstr("OTEL_LOGS_EXPORTER"));
+}
+
 TEST(OtelEnvTest, GrpcEndpointIsUsedAsGiven) {
   auto c = Parse({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"},
                   {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}});
@@ -219,7 +241,7 @@ TEST(OtelEnvTest, HelpListsFlagsWithTheirVariables) {
         "[env: OTEL_RESOURCE_ATTRIBUTES]", "[env: OTEL_METRIC_EXPORT_INTERVAL]",
         "[env: OTEL_TRACES_SAMPLER]", "[env: OTEL_TRACES_SAMPLER_ARG]",
         "[env: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE]",
-        "OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL", "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_PROTOCOL", "OTEL_BSP_MAX_QUEUE_SIZE",
         "--metrics-listen HOST:PORT", "[default: 0.0.0.0:9464]"}) {
     EXPECT_THAT(help, HasSubstr(text));
   }

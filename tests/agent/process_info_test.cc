@@ -380,5 +380,41 @@ TEST(ProcessInfoTest, PodMetadataNamesTheContainersProcesses) {
   EXPECT_EQ(o->attributes.Find("k8s.pod.name"), nullptr);
 }
 
+
+// A process seen before the pod list knew its pod (the watch is late, or the
+// pod was just created) is named again once the list changes, without
+// reading /proc again; one whose pod was found is not.
+TEST(ProcessInfoTest, ProcessSeenBeforeItsPodIsRenamedWhenThePodArrives) {
+  PodCache pods;
+  int resolutions = 0;
+  ProcessTable table("node-1", [&](uint32_t tgid, const std::string&) {
+    ++resolutions;
+    ProcessInfo info{tgid, "java", "/usr/bin/java", "", true};
+    info.container_id = std::string(64, 'a');
+    return info;
+  });
+  table.set_pods(&pods);
+  table.Observe(42, "java");
+  const std::shared_ptr<const Resource> before = table.ForProcess(42);
+  EXPECT_EQ(before->service_name(), "java");
+  EXPECT_EQ(table.ForProcess(42), before) << "nothing changed: the same resource";
+
+  PodMetadata pod;
+  pod.namespace_name = "shop";
+  pod.pod_name = "orders-7d4b9c-x2x7q";
+  pod.pod_uid = "74ba62da-1a3d-11e7-bb11-080027cb0e22";
+  pod.deployment = "orders";
+  pod.containers = {{"app", std::string(64, 'a')}};
+  pods.Apply(PodEventType::kAdded, pod);
+  const std::shared_ptr<const Resource> after = table.ForProcess(42);
+  EXPECT_EQ(after->service_name(), "orders");
+  EXPECT_EQ(*after->attributes.FindString("k8s.pod.name"), "orders-7d4b9c-x2x7q");
+  EXPECT_EQ(resolutions, 1) << "named again from what was read, not from /proc";
+  // Found now: later changes of the list do not rename it again.
+  pod.pod_name = "renamed";
+  pods.Apply(PodEventType::kModified, pod);
+  EXPECT_EQ(table.ForProcess(42), after);
+}
+
 }  // namespace
 }  // namespace loupe

@@ -431,5 +431,216 @@ TEST(OomAgentTest, KillIsLoggedCountedAndListed) {
   EXPECT_EQ(loupe->FinalStat("invalid_events"), 0) << loupe->Log();
 }
 
+
+// The value of attribute `key` in an OTLP KeyValue list as the receiver
+// decoded it ({key, value: {stringValue|intValue|...}}), or null.
+Json OtlpAttribute(const Json& attributes, const std::string& key) {
+  for (const Json& kv : attributes) {
+    if (kv.value("key", "") == key) return kv["value"];
+  }
+  return Json();
+}
+
+// Whether something listens on 127.0.0.1:`port` (/proc/net/tcp), without
+// connecting to it: the victim serves exactly one connection.
+bool Listening(uint16_t port) {
+  char local[32];
+  std::snprintf(local, sizeof(local), "0100007F:%04X 00000000:0000 0A", port);
+  return ReadFileOrEmpty("/proc/net/tcp").find(local) != std::string::npos;
+}
+
+// The whole story of a container OOM-killed while serving a request: the
+// victim runs in a cgroup named as Docker names a container's, serves one
+// HTTP request on loopback and grows while the client waits. The agent, with
+// OTLP to the independent receiver, must end the server span with
+// OOMKilled, publish the kill as a loupe.oom_kill log record and on /oom
+// with the container, the request in flight and the memory trend its
+// sampler saw, and name the container in the console line.
+TEST(OomAgentTest, ContainerKilledWhileServingIsFullyDiagnosed) {
+  ASSERT_TRUE(IsRoot()) << "integration tests load BPF programs: run them as root";
+  const std::string missing = OtlpReceiverProcess::Prerequisites();
+  ASSERT_TRUE(missing.empty()) << missing;
+  const std::string root = "/sys/fs/cgroup/memory";
+  if (!Exists(root + "/memory.limit_in_bytes")) GTEST_SKIP() << "no cgroup v1 memory hierarchy";
+  // A parent without a limit; the limit sits on the container's own cgroup
+  // (as a runtime sets it).
+  TestCgroup parent{root, "/loupe-oom-test-" + std::to_string(getpid()) + "-ct"};
+  ASSERT_EQ(mkdir(parent.dir().c_str(), 0755), 0) << std::strerror(errno);
+  const std::string container_id(64, 'c');
+  TestCgroup container{root, parent.relative + "/docker-" + container_id + ".scope"};
+  ASSERT_EQ(mkdir(container.dir().c_str(), 0755), 0) << std::strerror(errno);
+  WriteFile(container.dir() + "/memory.limit_in_bytes", std::to_string(kLimitBytes));
+  if (Exists(container.dir() + "/memory.memsw.limit_in_bytes")) {
+    WriteFile(container.dir() + "/memory.memsw.limit_in_bytes", std::to_string(kLimitBytes));
+  }
+
+  OtlpReceiverProcess receiver({"--protos", "otlp-grpc-exporter-base"});
+  ASSERT_EQ(receiver.Start(), "");
+  const uint16_t metrics_port = PickFreePort();
+  const uint16_t serve_port = PickFreePort();
+  auto loupe = LoupeProcess::Start(
+      MakeTempDir("loupe-it-oom-serving"),
+      {"--port", std::to_string(serve_port), "--resource-interval", "1", "--metrics-listen",
+       "127.0.0.1:" + std::to_string(metrics_port)},
+      {"OTEL_EXPORTER_OTLP_ENDPOINT=" + receiver.http_base(),
+       "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=200",
+       "OTEL_METRICS_EXPORTER=prometheus"});
+  ASSERT_NE(loupe, nullptr) << "loupe did not become ready";
+  EXPECT_THAT(loupe->Log(), HasSubstr("exporting log records (OOM kills) over OTLP"));
+
+  // About 100 ms per MiB: the 32 MiB limit is reached after ~3 s, long
+  // enough for the 1 s sampler to see the container grow.
+  const uint64_t started_ns = UnixNowNs();
+  const pid_t victim = StartVictim(container.dir() + "/cgroup.procs",
+                                   {"--serve", std::to_string(serve_port), "--step-ms", "100",
+                                    "--max-mib", "256"});
+  ASSERT_GT(victim, 0);
+  const auto listen_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!Listening(serve_port) && std::chrono::steady_clock::now() < listen_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(Listening(serve_port));
+  const std::string curl = FindProgram({"/usr/bin/curl"});
+  // The server dies before answering: curl sees an empty reply (52).
+  EXPECT_EQ(RunCommand({curl, "-s", "-o", "/dev/null", "--max-time", "60",
+                        "http://127.0.0.1:" + std::to_string(serve_port) + "/grow?size=big"}),
+            52);
+  int status = 0;
+  ASSERT_EQ(waitpid(victim, &status, 0), victim);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  const uint64_t killed_ns = UnixNowNs();
+
+  // --- /oom ------------------------------------------------------------------
+  Json kills;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const HttpResponse response = HttpGet(metrics_port, "/oom");
+    if (response.status == 200) kills = Json::parse(response.body, nullptr, false);
+  } while ((!kills.is_array() || kills.empty()) && std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(kills.is_array() && kills.size() == 1u) << kills.dump() << loupe->Log();
+  const Json& kill = kills[0];
+  EXPECT_EQ(kill["kind"], "cgroup");
+  EXPECT_EQ(kill["victim"]["pid"], victim);
+  EXPECT_EQ(kill["cgroup"]["path"], container.relative);
+  EXPECT_EQ(kill["service_name"], "oom_victim");
+  ASSERT_TRUE(kill["container"].is_object()) << kill.dump();
+  EXPECT_EQ(kill["container"]["id"], container_id);
+  EXPECT_TRUE(kill["container"]["k8s_pod_name"].is_null()) << "no cluster here";
+  // The one request it was serving, ended by the kill.
+  EXPECT_EQ(kill["requests_in_flight"], 1) << kill.dump();
+  // The sampler saw the container grow towards its limit.
+  const Json& trend = kill["memory_trend"];
+  ASSERT_TRUE(trend.is_array() && trend.size() >= 2u) << kill.dump() << loupe->Log();
+  uint64_t previous_time = 0;
+  for (const Json& sample : trend) {
+    const uint64_t t = sample["time_unix_nano"].get<uint64_t>();
+    EXPECT_GT(t, previous_time);
+    EXPECT_GE(t, started_ns);
+    EXPECT_LE(t, killed_ns);
+    previous_time = t;
+    EXPECT_LE(sample["usage_bytes"].get<uint64_t>(), kLimitBytes + kOomLimitSlackBytes);
+    EXPECT_EQ(sample["limit_bytes"], kLimitBytes);
+  }
+  EXPECT_GT(trend.back()["usage_bytes"].get<uint64_t>(),
+            trend.front()["usage_bytes"].get<uint64_t>() + (2u << 20))
+      << trend.dump();
+
+  // --- the console line ---------------------------------------------------
+  // Published when the victim's exit was seen (with the request it served).
+  const auto logged_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (loupe->Log().find("serving 1 request") == std::string::npos &&
+         std::chrono::steady_clock::now() < logged_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_THAT(loupe->Log(), HasSubstr("OOMKILL oom_victim[" + std::to_string(victim) +
+                                      "] cgroup " + container.relative));
+  EXPECT_THAT(loupe->Log(), HasSubstr(" container " + container_id.substr(0, 12) +
+                                      " service oom_victim serving 1 request"));
+
+  EXPECT_EQ(loupe->Stop(), 0);
+
+  // --- the OTLP log record (decoded by the independent receiver) ---------
+  Json record;
+  Json record_resource;
+  Json logs_request;
+  for (const Json& r : receiver.Requests()) {
+    if (r.value("signal", "") != "logs") continue;
+    EXPECT_EQ(r["outcome"], "ok") << r.dump();
+    logs_request = r;
+    for (const Json& rl : r["request"].value("resourceLogs", Json::array())) {
+      for (const Json& sl : rl.value("scopeLogs", Json::array())) {
+        EXPECT_EQ(sl["scope"]["name"], "loupe");
+        for (const Json& lr : sl.value("logRecords", Json::array())) {
+          record = lr;
+          record_resource = rl["resource"];
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(record.is_object()) << "no log record reached the receiver";
+  EXPECT_EQ(record["severityNumber"], "SEVERITY_NUMBER_WARN");
+  EXPECT_EQ(record["severityText"], "WARN");
+  EXPECT_THAT(record["body"]["stringValue"].get<std::string>(),
+              HasSubstr("OOMKILL oom_victim[" + std::to_string(victim) + "]"));
+  const uint64_t record_time = std::stoull(record["timeUnixNano"].get<std::string>());
+  EXPECT_GE(record_time, started_ns);
+  EXPECT_LE(record_time, killed_ns);
+  const Json& attributes = record["attributes"];
+  EXPECT_EQ(OtlpAttribute(attributes, "process.pid")["intValue"], std::to_string(victim));
+  EXPECT_EQ(OtlpAttribute(attributes, "loupe.oom.kind")["stringValue"], "cgroup");
+  EXPECT_EQ(OtlpAttribute(attributes, "loupe.oom.cgroup.path")["stringValue"],
+            container.relative);
+  EXPECT_EQ(OtlpAttribute(attributes, "loupe.oom.cgroup.limit_bytes")["intValue"],
+            std::to_string(kLimitBytes));
+  EXPECT_EQ(OtlpAttribute(attributes, "container.id")["stringValue"], container_id);
+  EXPECT_EQ(OtlpAttribute(attributes, "loupe.oom.requests_in_flight")["intValue"], "1");
+  const Json trend_attribute = OtlpAttribute(attributes, "loupe.oom.memory_trend");
+  ASSERT_TRUE(trend_attribute.is_object()) << attributes.dump();
+  EXPECT_EQ(trend_attribute["arrayValue"]["values"].size(), trend.size());
+  EXPECT_EQ(OtlpAttribute(trend_attribute["arrayValue"]["values"][0]["kvlistValue"]["values"],
+                          "usage_bytes")["intValue"],
+            std::to_string(trend[0]["usage_bytes"].get<uint64_t>()));
+  // The resource is the victim process's.
+  EXPECT_EQ(OtlpAttribute(record_resource["attributes"], "service.name")["stringValue"],
+            "oom_victim");
+  EXPECT_EQ(OtlpAttribute(record_resource["attributes"], "container.id")["stringValue"],
+            container_id);
+  // event_name (field 12) postdates the receiver's upstream .proto files:
+  // it arrives as an unknown field of the LogRecord, the string's bytes.
+  std::string event_name_hex;
+  for (const Json& f : logs_request["unknownFields"]) {
+    if (f["field"] == 12) event_name_hex = f.value("hex", "");
+  }
+  std::string expected_hex;
+  for (unsigned char c : std::string("loupe.oom_kill")) {
+    char two[3];
+    std::snprintf(two, sizeof(two), "%02x", c);
+    expected_hex += two;
+  }
+  EXPECT_EQ(event_name_hex, expected_hex) << logs_request["unknownFields"].dump();
+
+  // --- the server span, ended by the kill ---------------------------------
+  std::vector<Json> servers;
+  for (const Json& span : receiver.Spans()) {
+    if (span["kind"] == "SPAN_KIND_SERVER") servers.push_back(span);
+  }
+  ASSERT_EQ(servers.size(), 1u) << loupe->Log();
+  const Json& server = servers[0];
+  EXPECT_EQ(server["name"], "GET /grow");
+  EXPECT_EQ(server["status"]["code"], "STATUS_CODE_ERROR");
+  EXPECT_EQ(server["status"]["message"], "OOMKilled");
+  EXPECT_EQ(OtlpAttribute(server["attributes"], "error.type")["stringValue"], "OOMKilled");
+  EXPECT_TRUE(OtlpAttribute(server["attributes"], "http.response.status_code").is_null());
+  EXPECT_EQ(OtlpAttribute(server["__resource"]["attributes"], "container.id")["stringValue"],
+            container_id);
+  const uint64_t start = std::stoull(server["startTimeUnixNano"].get<std::string>());
+  const uint64_t end = std::stoull(server["endTimeUnixNano"].get<std::string>());
+  // It lasted from the request until the kill: the ~3 s of growth.
+  EXPECT_GE(end - start, 1'000'000'000u);
+  EXPECT_LE(end, killed_ns);
+  EXPECT_EQ(loupe->FinalStat("invalid_events"), 0) << loupe->Log();
+}
+
 }  // namespace
 }  // namespace loupe::testing

@@ -51,6 +51,7 @@ using namespace std::chrono_literals;
 
 constexpr char kTraceMethod[] = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 constexpr char kMetricsMethod[] = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+constexpr char kLogsMethod[] = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 constexpr char kCurrentSchema[] = "otlp-grpc-exporter-base";
 constexpr char kLegacySchema[] = "exporter-trace-otlp-grpc";
 
@@ -600,16 +601,17 @@ class OtlpWireTest : public ::testing::TestWithParam<WireCase> {
   // checking that the transport succeeded and the body arrived whole.
   Json Send(const std::string& signal, const std::string& body) {
     const size_t before = receiver().Requests().size();
-    const bool traces = signal == "traces";
+    const std::string method = signal == "traces"    ? kTraceMethod
+                               : signal == "metrics" ? kMetricsMethod
+                                                     : kLogsMethod;
+    const std::string path = "/v1/" + signal;
     const Transport t = GetParam().transport;
     if (t == Transport::kGrpc || t == Transport::kGrpcGzip) {
       const GrpcResult r =
-          GrpcExport(receiver().grpc_port(), traces ? kTraceMethod : kMetricsMethod, body,
-                     t == Transport::kGrpcGzip);
+          GrpcExport(receiver().grpc_port(), method, body, t == Transport::kGrpcGzip);
       EXPECT_EQ(r.code, grpc::StatusCode::OK) << r.message;
     } else {
-      const HttpResult r = HttpPost(receiver().http_port(), traces ? "/v1/traces" : "/v1/metrics",
-                                    body, t == Transport::kHttpGzip);
+      const HttpResult r = HttpPost(receiver().http_port(), path, body, t == Transport::kHttpGzip);
       EXPECT_EQ(r.curl, CURLE_OK) << curl_easy_strerror(r.curl);
       EXPECT_EQ(r.status, 200) << r.body;
       EXPECT_EQ(r.header("content-type"), "application/x-protobuf");
@@ -623,7 +625,7 @@ class OtlpWireTest : public ::testing::TestWithParam<WireCase> {
     EXPECT_EQ(entry["bodyBytes"], body.size());
     if (t == Transport::kHttp || t == Transport::kHttpGzip) {
       EXPECT_EQ(entry["transport"], "http");
-      EXPECT_EQ(entry["path"], traces ? "/v1/traces" : "/v1/metrics");
+      EXPECT_EQ(entry["path"], path);
       EXPECT_EQ(entry["headers"]["content-type"], "application/x-protobuf");
       if (t == Transport::kHttpGzip) {
         EXPECT_EQ(entry["contentEncoding"], "gzip");
@@ -636,7 +638,7 @@ class OtlpWireTest : public ::testing::TestWithParam<WireCase> {
       EXPECT_EQ(entry["transport"], "grpc");
       // The method path the receiver took from the upstream service
       // definition is the one we called.
-      EXPECT_EQ(entry["path"], traces ? kTraceMethod : kMetricsMethod);
+      EXPECT_EQ(entry["path"], method);
       EXPECT_THAT(entry["headers"].value("user-agent", ""), HasSubstr("grpc-c++"));
       // grpc-js decompresses a gzip message itself and does not show the
       // grpc-encoding header to the handler, so the gzip case shows here
@@ -655,6 +657,61 @@ TEST_P(OtlpWireTest, Traces) {
   ExpectKnownSpans(entry["request"], generation());
   // Both generations declare every trace field Loupe writes.
   EXPECT_EQ(entry["unknownFields"], Json::array()) << entry["unknownFields"].dump();
+}
+
+// An OOM kill's log record, as the agent sends it: every field Loupe writes,
+// decoded by both generations of upstream files (the older one calls the
+// scope level InstrumentationLibraryLogs, same field numbers). event_name
+// (field 12) is newer than both: it must arrive as that unknown field.
+TEST_P(OtlpWireTest, Logs) {
+  auto resource = std::make_shared<Resource>();
+  resource->attributes.Set("service.name", "orders");
+  LogRecord record;
+  record.time_unix_ns = 1'700'000'000'000'000'123ull;
+  record.observed_time_unix_ns = 1'700'000'000'500'000'000ull;
+  record.severity = Severity::kWarn;
+  record.severity_text = "WARN";
+  record.event_name = "loupe.oom_kill";
+  record.body = "OOMKILL java[42] cgroup /kubepods/x";
+  record.attributes.Set("process.pid", int64_t{42});
+  record.attributes.Set("loupe.oom.kind", "cgroup");
+  AttributeList& trend = record.lists.emplace_back();
+  trend.key = "loupe.oom.memory_trend";
+  trend.items.emplace_back().Set("usage_bytes", int64_t{1} << 30);
+  record.resource = resource;
+  const Json entry = Send("logs", EncodeLogsRequest(std::span<const LogRecord>(&record, 1)));
+  const Json& rl = entry["request"]["resourceLogs"][0];
+  EXPECT_EQ(rl["resource"]["attributes"][0]["key"], "service.name");
+  const bool current = generation().current;
+  const Json& scope = rl[current ? "scopeLogs" : "instrumentationLibraryLogs"][0];
+  EXPECT_EQ(scope[current ? "scope" : "instrumentationLibrary"]["name"], "loupe");
+  const Json& out = scope[current ? "logRecords" : "logs"][0];
+  EXPECT_EQ(out["timeUnixNano"], "1700000000000000123");
+  if (current) {
+    EXPECT_EQ(out["observedTimeUnixNano"], "1700000000500000000");
+  }
+  EXPECT_EQ(out["severityNumber"], "SEVERITY_NUMBER_WARN");
+  EXPECT_EQ(out["severityText"], "WARN");
+  EXPECT_EQ(out["body"]["stringValue"], record.body);
+  ASSERT_EQ(out["attributes"].size(), 3u) << out.dump();
+  EXPECT_EQ(out["attributes"][0]["value"]["intValue"], "42");
+  EXPECT_EQ(out["attributes"][1]["value"]["stringValue"], "cgroup");
+  EXPECT_EQ(out["attributes"][2]["value"]["arrayValue"]["values"][0]["kvlistValue"]["values"][0]
+               ["value"]["intValue"],
+            "1073741824");
+  bool event_name_seen = false;
+  for (const Json& f : entry["unknownFields"]) {
+    if (f["field"] == 12) {
+      event_name_seen = true;
+      EXPECT_EQ(f["hex"], "6c6f7570652e6f6f6d5f6b696c6c");  // "loupe.oom_kill"
+    } else if (!current) {
+      // The older files lack observed_time_unix_nano (11) too.
+      EXPECT_EQ(f["field"], 11) << f.dump();
+    } else {
+      ADD_FAILURE() << "unexpected unknown field " << f.dump();
+    }
+  }
+  EXPECT_TRUE(event_name_seen) << entry["unknownFields"].dump();
 }
 
 TEST_P(OtlpWireTest, CumulativeMetrics) {
@@ -845,7 +902,7 @@ TEST_F(ReceiverFaultTest, RejectsWhatIsNotOtlpProtobuf) {
   const GrpcResult grpc_garbage =
       GrpcExport(receiver->grpc_port(), kTraceMethod, std::string("\xff\xff\xff", 3), false);
   EXPECT_EQ(grpc_garbage.code, grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(HttpPost(receiver->http_port(), "/v1/logs", body_, false).status, 404);
+  EXPECT_EQ(HttpPost(receiver->http_port(), "/v1/profiles", body_, false).status, 404);
 }
 
 }  // namespace

@@ -10,9 +10,10 @@
 //                    [--fail-first K] [--hang] [--partial-success N]
 //
 // Serves, on 127.0.0.1 only:
-//   OTLP/gRPC  TraceService/Export and MetricsService/Export (paths taken
-//              from the upstream service definitions)
-//   OTLP/HTTP  POST /v1/traces and /v1/metrics, Content-Type
+//   OTLP/gRPC  TraceService/Export, MetricsService/Export and
+//              LogsService/Export (paths taken from the upstream service
+//              definitions)
+//   OTLP/HTTP  POST /v1/traces, /v1/metrics and /v1/logs, Content-Type
 //              application/x-protobuf, Content-Encoding gzip or none
 // Port 0 (the default) picks a free port. Once both listen it prints one
 // line on stdout:  READY grpc=PORT http=PORT
@@ -21,7 +22,7 @@
 // sent (so a client that got its answer finds the line already written):
 //   seq            1, 2, ... over both transports and signals
 //   transport      "grpc" | "http"
-//   signal         "traces" | "metrics" | null (unknown HTTP path)
+//   signal         "traces" | "metrics" | "logs" | null (unknown HTTP path)
 //   path, headers  request path; HTTP headers, or gRPC custom metadata
 //                  (-bin values as hex; grpc-js keeps content-type,
 //                  grpc-encoding and the like to itself)
@@ -162,6 +163,7 @@ if (!fs.existsSync(PROTO_DIR)) {
 const SERVICE_FILES = [
   'opentelemetry/proto/collector/trace/v1/trace_service.proto',
   'opentelemetry/proto/collector/metrics/v1/metrics_service.proto',
+  'opentelemetry/proto/collector/logs/v1/logs_service.proto',
 ];
 
 const root = new protobuf.Root();
@@ -181,6 +183,12 @@ const SIGNALS = {
     request: root.lookupType('opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest'),
     response: root.lookupType('opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceResponse'),
     httpPath: '/v1/metrics',
+  },
+  logs: {
+    service: 'opentelemetry.proto.collector.logs.v1.LogsService',
+    request: root.lookupType('opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest'),
+    response: root.lookupType('opentelemetry.proto.collector.logs.v1.ExportLogsServiceResponse'),
+    httpPath: '/v1/logs',
   },
 };
 

@@ -681,5 +681,49 @@ TEST_F(ConnTrackerTest, DestructionDoesNotCallTheDecoder) {
   EXPECT_TRUE(calls_.empty());
 }
 
+
+// A process that dies (OOM kill) while serving: EndProcess ends its
+// connections only, and with a reason the real HTTP/1 decoder turns the
+// request still waiting for its response into an error span ending then.
+TEST(ConnTrackerEndProcessTest, OpenServerRequestsOfTheDeadProcessBecomeErrorSpans) {
+  RecordingSink sink;
+  ConnTracker tracker(TrackerOptions{}, sink);  // the registered decoders
+  Events events;
+  tracker.OnConnEvent(Open(1, 1000));
+  tracker.OnDataEvent(events.Data(1, 2000, kIn, 0, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"));
+  // Another process, also with a request open.
+  ConnEvent other = Open(2, 1100);
+  other.header.tgid = 200;
+  tracker.OnConnEvent(other);
+  DataEvent other_request = events.Data(2, 2100, kIn, 0, "GET /other HTTP/1.1\r\nHost: a\r\n\r\n");
+  other_request.header.tgid = 200;
+  tracker.OnDataEvent(other_request);
+  tracker.Tick(3000);
+  ASSERT_TRUE(sink.records.empty());
+
+  EXPECT_EQ(tracker.EndProcess(100, 5'000'000, "OOMKilled"), 1u);
+  ASSERT_EQ(sink.records.size(), 1u);
+  const SpanRecord& span = sink.records[0];
+  EXPECT_EQ(span.name, "GET /slow");
+  EXPECT_EQ(span.kind, SpanKind::kServer);
+  EXPECT_EQ(span.tgid, 100u);
+  EXPECT_EQ(span.status, StatusCode::kError);
+  EXPECT_EQ(span.status_message, "OOMKilled");
+  ASSERT_NE(span.attributes.FindString("error.type"), nullptr);
+  EXPECT_EQ(*span.attributes.FindString("error.type"), "OOMKilled");
+  EXPECT_EQ(span.attributes.Find("http.response.status_code"), nullptr);
+  EXPECT_EQ(span.end_mono_ns, 5'000'000u);
+  EXPECT_EQ(tracker.open_connections(), 1u) << "the other process's connection stays";
+  EXPECT_EQ(tracker.stats().protocol.aborted_requests, 1u);
+  EXPECT_EQ(tracker.stats().connections_process_gone, 1u);
+
+  // Without a reason (a plain exit), the open request is only counted.
+  EXPECT_EQ(tracker.EndProcess(200, 6'000'000), 0u);
+  EXPECT_EQ(sink.records.size(), 1u);
+  EXPECT_EQ(tracker.open_connections(), 0u);
+  EXPECT_EQ(tracker.stats().protocol.unanswered_requests, 1u);
+  EXPECT_EQ(tracker.EndProcess(300, 7'000'000, "OOMKilled"), 0u) << "no connections";
+}
+
 }  // namespace
 }  // namespace loupe

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "agent/version.h"
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "tests/exporters/otlp_encoding/otlp_samples.h"
@@ -995,6 +996,104 @@ TEST(OtlpWireFormatTest, SumFieldNumbersMatchTheSpecification) {
   const Wire zero = Nested(Fields(failed_sum, 1)[1]);
   EXPECT_EQ(Numbers(zero), (std::set<int>{2, 3, 4, 7}));
   EXPECT_EQ(AsDouble(Field(zero, 4)), 0.0);
+}
+
+
+// ---- Logs --------------------------------------------------------------------
+
+LogRecord SampleOomRecord(std::shared_ptr<const Resource> resource) {
+  LogRecord r;
+  r.time_unix_ns = 1'700'000'000'123'456'789ull;
+  r.observed_time_unix_ns = 1'700'000'000'223'456'789ull;
+  r.severity = Severity::kWarn;
+  r.severity_text = "WARN";
+  r.event_name = "loupe.oom_kill";
+  r.body = "OOMKILL app[42] cgroup";
+  r.attributes.Set("process.pid", int64_t{42});
+  r.attributes.Set("loupe.oom.kind", "cgroup");
+  AttributeList& list = r.lists.emplace_back();
+  list.key = "loupe.oom.memory_trend";
+  list.items.emplace_back().Set("usage_bytes", int64_t{1000});
+  list.items.emplace_back().Set("usage_bytes", int64_t{2000});
+  r.resource = std::move(resource);
+  return r;
+}
+
+TEST(EncodeLogsRequestTest, EveryFieldRoundTrips) {
+  auto resource = std::make_shared<Resource>();
+  resource->attributes.Set("service.name", "app");
+  const LogRecord in = SampleOomRecord(resource);
+  ::opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest request;
+  ASSERT_TRUE(request.ParseFromString(EncodeLogsRequest(std::span<const LogRecord>(&in, 1))));
+  ASSERT_EQ(request.resource_logs_size(), 1);
+  const auto& rl = request.resource_logs(0);
+  EXPECT_EQ(Typed(rl.resource().attributes()),
+            (std::map<std::string, std::string>{{"service.name", "string:app"}}));
+  ASSERT_EQ(rl.scope_logs_size(), 1);
+  EXPECT_EQ(rl.scope_logs(0).scope().name(), "loupe");
+  EXPECT_EQ(rl.scope_logs(0).scope().version(), LOUPE_VERSION);
+  ASSERT_EQ(rl.scope_logs(0).log_records_size(), 1);
+  const auto& out = rl.scope_logs(0).log_records(0);
+  EXPECT_EQ(out.time_unix_nano(), in.time_unix_ns);
+  EXPECT_EQ(out.observed_time_unix_nano(), in.observed_time_unix_ns);
+  EXPECT_EQ(out.severity_number(), ::opentelemetry::proto::logs::v1::SEVERITY_NUMBER_WARN);
+  EXPECT_EQ(out.severity_text(), "WARN");
+  EXPECT_EQ(out.event_name(), "loupe.oom_kill");
+  EXPECT_EQ(out.body().string_value(), in.body);
+  EXPECT_TRUE(out.trace_id().empty());
+  ASSERT_EQ(out.attributes_size(), 3);
+  EXPECT_EQ(Typed(out.attributes()).at("process.pid"), "int:42");
+  EXPECT_EQ(Typed(out.attributes()).at("loupe.oom.kind"), "string:cgroup");
+  const common_pb::KeyValue& trend = out.attributes(2);
+  EXPECT_EQ(trend.key(), "loupe.oom.memory_trend");
+  ASSERT_EQ(trend.value().array_value().values_size(), 2);
+  EXPECT_EQ(Typed(trend.value().array_value().values(1).kvlist_value().values()),
+            (std::map<std::string, std::string>{{"usage_bytes", "int:2000"}}));
+}
+
+TEST(EncodeLogsRequestTest, FieldNumbersFollowTheSpecification) {
+  const LogRecord in = SampleOomRecord(nullptr);
+  // ExportLogsServiceRequest.resource_logs = 1 -> ResourceLogs.scope_logs = 2
+  // -> ScopeLogs.log_records = 2 -> LogRecord.
+  auto child = [](const std::string& bytes, int number) {
+    UnknownFieldSet set;
+    EXPECT_TRUE(set.ParseFromString(bytes));
+    for (int i = 0; i < set.field_count(); ++i) {
+      if (set.field(i).number() == number &&
+          set.field(i).type() == UnknownField::TYPE_LENGTH_DELIMITED) {
+        return set.field(i).length_delimited();
+      }
+    }
+    ADD_FAILURE() << "no field " << number;
+    return std::string();
+  };
+  const std::string request = EncodeLogsRequest(std::span<const LogRecord>(&in, 1));
+  UnknownFieldSet record;
+  ASSERT_TRUE(record.ParseFromString(child(child(child(request, 1), 2), 2)));
+  std::map<int, UnknownField::Type> types;
+  for (int i = 0; i < record.field_count(); ++i) {
+    types[record.field(i).number()] = record.field(i).type();
+  }
+  EXPECT_EQ(types, (std::map<int, UnknownField::Type>{
+                       {1, UnknownField::TYPE_FIXED64},            // time_unix_nano
+                       {2, UnknownField::TYPE_VARINT},             // severity_number
+                       {3, UnknownField::TYPE_LENGTH_DELIMITED},   // severity_text
+                       {5, UnknownField::TYPE_LENGTH_DELIMITED},   // body
+                       {6, UnknownField::TYPE_LENGTH_DELIMITED},   // attributes
+                       {11, UnknownField::TYPE_FIXED64},           // observed_time_unix_nano
+                       {12, UnknownField::TYPE_LENGTH_DELIMITED},  // event_name
+                   }));
+  for (int i = 0; i < record.field_count(); ++i) {
+    if (record.field(i).number() == 2) {
+      EXPECT_EQ(record.field(i).varint(), 13u);  // SEVERITY_NUMBER_WARN
+    } else if (record.field(i).number() == 12) {
+      EXPECT_EQ(record.field(i).length_delimited(), "loupe.oom_kill");
+    }
+  }
+}
+
+TEST(EncodeLogsRequestTest, NoRecordsIsAnEmptyRequest) {
+  EXPECT_EQ(EncodeLogsRequest({}), "");
 }
 
 }  // namespace
