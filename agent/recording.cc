@@ -1,5 +1,9 @@
 #include "agent/recording.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -83,11 +87,18 @@ uint32_t LoadU32(const uint8_t* p) {
 
 absl::StatusOr<std::unique_ptr<RecordingWriter>> RecordingWriter::Create(
     const std::string& path, const RecordingHeader& header) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
+  // Owner-only: a recording holds payload bytes as sent, secrets included.
+  // An existing file keeps its mode; it is truncated, then tightened.
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::FILE* file = fd >= 0 ? fdopen(fd, "wb") : nullptr;
   if (file == nullptr) {
+    const int error = errno;
+    if (fd >= 0) close(fd);
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot create recording ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot create recording ", path, ": ", std::strerror(error)));
   }
+  struct stat st {};
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) fchmod(fd, 0600);
   std::vector<uint8_t> head(kMagic, kMagic + sizeof(kMagic));
   PutU32(&head, kRecordingFormatVersion);
   PutU32(&head, header.abi_version);

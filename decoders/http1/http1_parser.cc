@@ -316,6 +316,7 @@ void Message::Clear() {
   has_content_length = false;
   content_length = 0;
   trace_context.clear();
+  captured_headers.clear();
   framing = BodyFraming::kNone;
   body_size = 0;
   start_offset = 0;
@@ -325,8 +326,9 @@ void Message::Clear() {
   completeness = Completeness::kComplete;
 }
 
-MessageParser::MessageParser(size_t max_header_bytes, std::optional<MessageType> type)
-    : max_header_bytes_(std::max<size_t>(max_header_bytes, 16)), type_(type) {}
+MessageParser::MessageParser(size_t max_header_bytes, std::optional<MessageType> type,
+                             const HttpCapture* capture)
+    : max_header_bytes_(std::max<size_t>(max_header_bytes, 16)), type_(type), capture_(capture) {}
 
 const Message* MessageParser::partial_message() const {
   switch (phase_) {
@@ -639,7 +641,15 @@ bool MessageParser::ParseHeaderLine(std::string_view line) {
     return false;
   }
   if (colon == 0) return false;
-  const FieldMatch match = ClassifyFieldName(line.substr(0, colon));
+  const std::string_view name = line.substr(0, colon);
+  // --capture-headers: only then is the name looked up a second time.
+  if (capture_ != nullptr) {
+    if (const int index = capture_->Find(name); index >= 0) {
+      capture_->Add(current_.captured_headers, static_cast<uint32_t>(index),
+                    TrimOws(line.substr(colon + 1)));
+    }
+  }
+  const FieldMatch match = ClassifyFieldName(name);
   if (match.field == Field::kOther) return true;  // value never looked at
   const std::string_view value = TrimOws(line.substr(colon + 1));
   Message& m = current_;

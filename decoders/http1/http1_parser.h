@@ -10,9 +10,11 @@
 // Parsing is incremental and streams bodies: the header block is scanned line
 // by line once (the scan position survives calls, so a message arriving one
 // byte per syscall costs linear time), and body bytes are Consume()d as they
-// arrive, across gaps, without ever being buffered. Only the start line and a
-// short allowlist of header values are copied out; every other header value
-// (Authorization, Cookie, ...) is skipped without being stored.
+// arrive, across gaps, without ever being buffered. Only the start line, a
+// short allowlist of header values and the headers asked for with
+// --capture-headers (decoders/model/http_capture.h) are copied out; every
+// other header value is skipped without being stored, and a captured header
+// that is redacted (Authorization, Cookie, ...) is stored as "REDACTED".
 #ifndef LOUPE_DECODERS_HTTP1_HTTP1_PARSER_H_
 #define LOUPE_DECODERS_HTTP1_HTTP1_PARSER_H_
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "decoders/conn/byte_stream.h"
+#include "decoders/model/http_capture.h"
 
 namespace loupe::http1 {
 
@@ -85,6 +88,8 @@ struct Message {
   bool has_content_length = false;
   uint64_t content_length = 0;
   std::vector<TraceContextHeader> trace_context;
+  // Headers asked for (MessageParser's HttpCapture), in order of appearance.
+  std::vector<CapturedHeader> captured_headers;
   // Body and extent.
   BodyFraming framing = BodyFraming::kNone;
   uint64_t body_size = 0;     // decoded body bytes: Content-Length or the sum of chunk sizes
@@ -115,9 +120,12 @@ class MessageParser {
   // `type`: what this direction carries; nullopt decides from the first
   // message seen (connection role unknown). A message's start line and header
   // block (and a chunked body's trailer section) larger than
-  // `max_header_bytes` is invalid.
+  // `max_header_bytes` is invalid. `capture`: the header values to keep in
+  // Message::captured_headers; null (the fast path) when none are asked for.
+  // It must outlive the parser.
   explicit MessageParser(size_t max_header_bytes,
-                         std::optional<MessageType> type = std::nullopt);
+                         std::optional<MessageType> type = std::nullopt,
+                         const HttpCapture* capture = nullptr);
 
   // Parses from `stream`, consuming what it has finished with. On kSuccess
   // the finished frame is message(). `request_method` is the method of the
@@ -204,6 +212,7 @@ class MessageParser {
 
   size_t max_header_bytes_;
   std::optional<MessageType> type_;
+  const HttpCapture* capture_;
   Phase phase_ = Phase::kStart;
   Message current_;
 

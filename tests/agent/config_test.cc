@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -122,6 +123,133 @@ TEST(ConfigTest, ConfigurationReferenceMatchesHelp) {
   EXPECT_EQ(text.substr(from + begin.size(), to - from - begin.size()), HelpText())
       << "docs/configuration.md is stale: paste the output of `loupe --help` between its "
          "BEGIN/END markers";
+}
+
+}  // namespace
+}  // namespace loupe
+
+// Header capture and redaction: --capture-headers, --redact-headers,
+// --redact-query-params and their LOUPE_* variables.
+namespace loupe {
+namespace {
+
+absl::StatusOr<AgentConfig> ParseWithEnv(std::map<std::string, std::string> env,
+                                         std::vector<std::string> args) {
+  std::vector<const char*> argv = {"loupe"};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  auto lookup = [&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  return ParseFlags(static_cast<int>(argv.size()), argv.data(), lookup);
+}
+
+std::vector<std::string> DefaultParams() {
+  return std::vector<std::string>(DefaultRedactedQueryParams().begin(),
+                                  DefaultRedactedQueryParams().end());
+}
+
+TEST(ConfigRedactionTest, DefaultsCaptureNothingAndRedactTheDefaultParams) {
+  auto c = ParseWithEnv({}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->capture_headers.empty());
+  EXPECT_TRUE(c->redact_headers.empty());
+  EXPECT_EQ(c->redact_query_params, DefaultParams());
+  EXPECT_THAT(c->redact_query_params, ::testing::Contains("access_token"));
+  EXPECT_THAT(c->redact_query_params, ::testing::Contains("x-amz-signature"));
+}
+
+TEST(ConfigRedactionTest, FlagsRepeatAndNamesAreLowerCaseOnce) {
+  auto c = ParseWithEnv({}, {"--capture-headers", "User-Agent, X-Request-Id",
+                             "--capture-headers=x-request-id,Authorization", "--redact-headers",
+                             "X-Api-Key", "--redact-query-params", "Session,sid",
+                             "--redact-query-params", "SESSION"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(c->capture_headers, ElementsAre("user-agent", "x-request-id", "authorization"));
+  EXPECT_THAT(c->redact_headers, ElementsAre("x-api-key"));
+  std::vector<std::string> params = DefaultParams();
+  params.push_back("session");
+  params.push_back("sid");
+  EXPECT_EQ(c->redact_query_params, params);
+}
+
+TEST(ConfigRedactionTest, NoneDropsTheNamesBeforeIt) {
+  auto none = ParseWithEnv({}, {"--redact-query-params", "none"});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->redact_query_params.empty());
+  auto then = ParseWithEnv({}, {"--redact-query-params", "extra,NONE,session",
+                                "--redact-query-params", "sig"});
+  ASSERT_TRUE(then.ok()) << then.status();
+  EXPECT_THAT(then->redact_query_params, ElementsAre("session", "sig"));
+}
+
+TEST(ConfigRedactionTest, VariablesApplyUnlessTheFlagIsGiven) {
+  const std::map<std::string, std::string> env = {
+      {"LOUPE_CAPTURE_HEADERS", "x-tenant,User-Agent"},
+      {"LOUPE_REDACT_HEADERS", "x-tenant"},
+      {"LOUPE_REDACT_QUERY_PARAMS", "none,session"}};
+  auto from_env = ParseWithEnv(env, {});
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_THAT(from_env->capture_headers, ElementsAre("x-tenant", "user-agent"));
+  EXPECT_THAT(from_env->redact_headers, ElementsAre("x-tenant"));
+  EXPECT_THAT(from_env->redact_query_params, ElementsAre("session"));
+  // A flag replaces its variable (it does not add to it), whichever form
+  // it takes; the others still apply.
+  auto flags = ParseWithEnv(env, {"--capture-headers", "accept", "--redact-query-params=sid"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_THAT(flags->capture_headers, ElementsAre("accept"));
+  EXPECT_THAT(flags->redact_headers, ElementsAre("x-tenant"));
+  std::vector<std::string> params = DefaultParams();
+  params.push_back("sid");
+  EXPECT_EQ(flags->redact_query_params, params);
+  // A flag's separate value that looks like a flag is a value, not a flag.
+  auto value = ParseWithEnv(env, {"--jsonl", "--capture-headers"});
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(value->jsonl_path, "--capture-headers");
+  EXPECT_THAT(value->capture_headers, ElementsAre("x-tenant", "user-agent"));
+}
+
+TEST(ConfigRedactionTest, BadNamesAreRejectedWithTheFlagOrVariable) {
+  struct Case {
+    std::map<std::string, std::string> env;
+    std::vector<std::string> args;
+    std::string message;
+  } cases[] = {
+      {{},
+       {"--capture-headers", ":authority"},
+       "--capture-headers: ':authority' is not a header name"},
+      {{}, {"--capture-headers", "x-a,two words"}, "'two words' is not a header name"},
+      {{}, {"--redact-headers", "x(y)"}, "--redact-headers: 'x(y)' is not a header name"},
+      {{}, {"--capture-headers", std::string(129, 'h')}, "is not a header name (1 to 128"},
+      {{},
+       {"--redact-query-params", "a=b"},
+       "--redact-query-params: 'a=b' is not a query parameter name"},
+      {{}, {"--redact-query-params", "a b"}, "is not a query parameter name"},
+      {{}, {"--capture-headers"}, "--capture-headers needs a value"},
+      {{{"LOUPE_CAPTURE_HEADERS", "ok,bad name"}}, {}, "LOUPE_CAPTURE_HEADERS: 'bad name'"},
+      {{{"LOUPE_REDACT_QUERY_PARAMS", "a&b"}}, {}, "LOUPE_REDACT_QUERY_PARAMS: 'a&b'"},
+  };
+  for (const Case& c : cases) {
+    auto parsed = ParseWithEnv(c.env, c.args);
+    ASSERT_FALSE(parsed.ok()) << c.message;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.message));
+  }
+  std::string many = "h0";
+  for (int i = 1; i <= 32; ++i) many += ",h" + std::to_string(i);
+  auto too_many = ParseWithEnv({}, {"--capture-headers", many});
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(std::string(too_many.status().message()), HasSubstr("at most 32 header names"));
+}
+
+TEST(ConfigRedactionTest, HelpShowsTheFlagsDefaultsAndTheRecordingWarning) {
+  const std::string help = HelpText();
+  EXPECT_THAT(help, HasSubstr("--capture-headers NAME[,NAME...]"));
+  EXPECT_THAT(help, HasSubstr("[env: LOUPE_CAPTURE_HEADERS]"));
+  EXPECT_THAT(help, HasSubstr("[default: authorization,proxy-authorization,cookie,set-cookie]"));
+  EXPECT_THAT(help, HasSubstr("[env: LOUPE_REDACT_HEADERS]"));
+  EXPECT_THAT(help, HasSubstr("[default: access_token,id_token,"));
+  EXPECT_THAT(help, HasSubstr("[env: LOUPE_REDACT_QUERY_PARAMS]"));
+  EXPECT_THAT(help, HasSubstr("secrets included (nothing is redacted)"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "agent/recording.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +110,21 @@ TEST(RecordingTest, TruncatedTailIsReportedAfterTheGoodRecords) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("truncated"), std::string::npos);
   unlink(path.c_str());
+}
+
+// A recording holds payloads as sent (secrets included): owner-only, also
+// when it overwrites a file that was readable by all.
+TEST(RecordingTest, IsReadableByItsOwnerOnly) {
+  const std::string path = TempPath("mode");
+  std::ofstream(path) << "old";
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  RecordingHeader header;
+  header.abi_version = LOUPE_ABI_VERSION;
+  ASSERT_TRUE(RecordingWriter::Create(path, header).ok());
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::remove(path.c_str());
 }
 
 TEST(RecordingTest, RejectsWhatIsNotARecording) {
