@@ -377,6 +377,19 @@ TEST_F(OomIntegrationTest, CgroupV2MemoryMax) {
   KillAndCheck(cgroup, 2);
 }
 
+// The agent's /oom list once it holds a kill (it is published when the
+// victim's exit is seen), or what it held after 10 s.
+Json WaitForKills(uint16_t metrics_port) {
+  Json kills;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const HttpResponse response = HttpGet(metrics_port, "/oom");
+    if (response.status == 200) kills = Json::parse(response.body, nullptr, false);
+  } while ((!kills.is_array() || kills.empty()) && std::chrono::steady_clock::now() < deadline);
+  return kills;
+}
+
 // The whole agent: the kill shows as an OOMKILL line in its log, in
 // loupe_oom_kills_total on /metrics and in the /oom endpoint.
 TEST(OomAgentTest, KillIsLoggedCountedAndListed) {
@@ -399,13 +412,7 @@ TEST(OomAgentTest, KillIsLoggedCountedAndListed) {
   ASSERT_EQ(waitpid(victim, &status, 0), victim);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
 
-  Json kills;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  do {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const HttpResponse response = HttpGet(metrics_port, "/oom");
-    if (response.status == 200) kills = Json::parse(response.body, nullptr, false);
-  } while ((!kills.is_array() || kills.empty()) && std::chrono::steady_clock::now() < deadline);
+  const Json kills = WaitForKills(metrics_port);
   ASSERT_TRUE(kills.is_array() && kills.size() == 1u) << kills.dump() << loupe->Log();
   const Json& kill = kills[0];
   EXPECT_EQ(kill["kind"], "cgroup");
@@ -511,13 +518,7 @@ TEST(OomAgentTest, ContainerKilledWhileServingIsFullyDiagnosed) {
   const uint64_t killed_ns = UnixNowNs();
 
   // --- /oom ------------------------------------------------------------------
-  Json kills;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  do {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const HttpResponse response = HttpGet(metrics_port, "/oom");
-    if (response.status == 200) kills = Json::parse(response.body, nullptr, false);
-  } while ((!kills.is_array() || kills.empty()) && std::chrono::steady_clock::now() < deadline);
+  const Json kills = WaitForKills(metrics_port);
   ASSERT_TRUE(kills.is_array() && kills.size() == 1u) << kills.dump() << loupe->Log();
   const Json& kill = kills[0];
   EXPECT_EQ(kill["kind"], "cgroup");
